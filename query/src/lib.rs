@@ -1,0 +1,17 @@
+//! Tally's analyses as pure computation: no HTTP, no storage, no clock.
+//!
+//! Every analysis follows one shape (after tantivy's aggregations):
+//! parameters (serde) → scan the rows it needs from a [`Source`] →
+//! per-person state → a mergeable intermediate → the final result (serde,
+//! exactly the JSON of SPEC §4). Mergeable intermediates are what let one
+//! query use several cores now and several machines later.
+
+pub mod error;
+pub mod params;
+pub mod render;
+pub mod source;
+
+pub use error::QueryError;
+pub use params::RawParams;
+pub use render::{Format, Report};
+pub use source::{MemEvent, MemSource, NameId, PersonId, Rows, Scan, Source};
