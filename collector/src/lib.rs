@@ -1,1 +1,15 @@
-//! placeholder
+//! Tally's collector: HTTP ingest of lifecycle events into an embedded
+//! store, bulk import/export, and the `tally` command line. See
+//! ARCHITECTURE.md at the repository root for the bird's-eye view.
+
+pub mod analysis;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod export;
+pub mod http;
+pub mod import;
+pub mod keys;
+pub mod store;
+
+pub use error::Error;

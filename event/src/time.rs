@@ -119,8 +119,21 @@ fn expect(b: &[u8], at: usize, c: u8) -> Result<(), &'static str> {
 /// meaning UTC midnight) or an RFC 3339 date-time.
 pub fn parse_date_or_rfc3339(s: &str) -> Result<i64, String> {
     if s.len() == 10 {
-        let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map_err(|_| format!("'{s}' is not a valid date (expected YYYY-MM-DD)"))?;
+        let bad = || format!("'{s}' is not a valid date (expected YYYY-MM-DD)");
+        // chrono's `%Y`/`%m` also take signs and unpadded numbers: insist on
+        // exactly four, two and two digits.
+        let b = s.as_bytes();
+        let shaped = b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+        if !shaped {
+            return Err(bad());
+        }
+        let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?;
         return Ok(date_to_ms(date));
     }
     parse_rfc3339(s)

@@ -22,6 +22,10 @@ pub const MAX_EVENT_NAME_BYTES: usize = 200;
 pub const MAX_PERSON_KEY_BYTES: usize = 255;
 /// Largest `properties` object, as compact JSON.
 pub const MAX_PROPERTIES_BYTES: usize = 32 * 1024;
+/// Deepest nesting of `properties`, the object itself being level 1: a whole
+/// event line then stays within the 128 levels that serde_json (and so the
+/// SDK's [`crate::WireEvent`] or a `Value`) reads back.
+pub const MAX_PROPERTIES_DEPTH: usize = 126;
 
 /// Why an event was rejected: one entry per failed rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,30 +99,37 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
         let mut f = Fields::default();
+        // One bit per known field, set when the key is seen (even with a
+        // `null` value), so that `{"event": null, "event": "x"}` is a duplicate.
+        let mut seen = 0u16;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let slot = match key.as_ref() {
-                "id" => &mut f.id,
-                "event" => &mut f.event,
-                "user_id" => &mut f.user_id,
-                "anonymous_id" => &mut f.anonymous_id,
-                "timestamp" => &mut f.timestamp,
-                "sent_at" => &mut f.sent_at,
-                "stage" => &mut f.stage,
-                "revenue" => &mut f.revenue,
-                "properties" => &mut f.properties,
+            let (bit, slot) = match key.as_ref() {
+                "id" => (0, &mut f.id),
+                "event" => (1, &mut f.event),
+                "user_id" => (2, &mut f.user_id),
+                "anonymous_id" => (3, &mut f.anonymous_id),
+                "timestamp" => (4, &mut f.timestamp),
+                "sent_at" => (5, &mut f.sent_at),
+                "stage" => (6, &mut f.stage),
+                "revenue" => (7, &mut f.revenue),
+                "properties" => (8, &mut f.properties),
                 other => {
                     map.next_value::<IgnoredAny>()?;
                     f.failures.push(format!(
-                        "{other}: unknown field (allowed: id, event, user_id, anonymous_id, \
-                         timestamp, sent_at, stage, revenue, properties)"
+                        "{}: unknown field (allowed: id, event, user_id, anonymous_id, \
+                         timestamp, sent_at, stage, revenue, properties)",
+                        truncate(other)
                     ));
                     continue;
                 }
             };
             let value: &'de RawValue = map.next_value()?;
-            if slot.is_some() {
-                f.failures.push(format!("{key}: field appears twice"));
+            if seen & (1 << bit) != 0 {
+                f.failures.push(format!(
+                    "{key}: duplicate field (each field may appear only once)"
+                ));
             }
+            seen |= 1 << bit;
             *slot = (value.get() != "null").then_some(value);
         }
         Ok(f)
@@ -136,7 +147,9 @@ impl Fields<'_> {
 
         let event = match self.event {
             None => {
-                fail.push("event: required".into());
+                fail.push(format!(
+                    "event: required (a string of 1..={MAX_EVENT_NAME_BYTES} bytes)"
+                ));
                 None
             }
             Some(raw) => check(fail, "event", parse_name(raw)),
@@ -149,18 +162,30 @@ impl Fields<'_> {
             .anonymous_id
             .and_then(|raw| check(fail, "anonymous_id", parse_person_key(raw)));
         if self.user_id.is_none() && self.anonymous_id.is_none() {
-            fail.push("user_id: required unless anonymous_id is given".into());
+            fail.push(format!(
+                "user_id: required unless anonymous_id is given \
+                 (a string of 1..={MAX_PERSON_KEY_BYTES} bytes)"
+            ));
         }
 
         let sent_at = self
             .sent_at
             .and_then(|raw| check(fail, "sent_at", parse_time(raw)));
+        // Without a valid sent_at the skew cannot be corrected, so the bounds
+        // of timestamp are not checked (sent_at's failure is already reported).
+        let sent_at_failed = self.sent_at.is_some() && sent_at.is_none();
         let timestamp = match self.timestamp {
+            // Also when only sent_at is given: the time received needs no correction.
             None => Some(received_at),
             Some(raw) => check(fail, "timestamp", parse_time(raw)).and_then(|ts| {
+                if sent_at_failed {
+                    return None;
+                }
                 // Segment's rule: the client's clock is off by (sent_at - received_at).
                 let corrected = match sent_at {
-                    Some(sent) => ts.checked_add(received_at - sent),
+                    Some(sent) => received_at
+                        .checked_sub(sent)
+                        .and_then(|skew| ts.checked_add(skew)),
                     None => Some(ts),
                 };
                 check(fail, "timestamp", check_bounds(corrected, received_at))
@@ -191,7 +216,7 @@ impl Fields<'_> {
             user_id,
             anonymous_id,
             timestamp,
-            stage: self.stage.and(stage),
+            stage,
             revenue,
             properties,
         })
@@ -203,11 +228,16 @@ fn check<T>(failures: &mut Vec<String>, field: &str, r: Result<T, String>) -> Op
         .ok()
 }
 
-fn as_string(raw: &RawValue) -> Result<String, String> {
+/// A JSON string's value; `expected` describes the field for the error.
+fn as_string(raw: &RawValue, expected: &str) -> Result<String, String> {
     if !raw.get().starts_with('"') {
-        return Err(format!("must be a string, got {}", kind(raw)));
+        return Err(format!(
+            "must be a string, got {} (expected {expected})",
+            kind(raw)
+        ));
     }
-    serde_json::from_str(raw.get()).map_err(|e| format!("invalid string ({e})"))
+    serde_json::from_str(raw.get())
+        .map_err(|e| format!("invalid string ({e}) (expected {expected})"))
 }
 
 fn kind(raw: &RawValue) -> &'static str {
@@ -221,34 +251,40 @@ fn kind(raw: &RawValue) -> &'static str {
     }
 }
 
+const UUID_FORM: &str = "a hyphenated UUID like 0190a6e4-7c3b-7d2e-9f1a-2b3c4d5e6f70";
+
 fn parse_id(raw: &RawValue) -> Result<Uuid, String> {
-    let s = as_string(raw)?;
+    let s = as_string(raw, UUID_FORM)?;
     let b = s.as_bytes();
     let hyphenated = b.len() == 36
-        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) || c.is_ascii_hexdigit());
+        && b.iter().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
     if !hyphenated {
         return Err(format!(
-            "'{}' is not a hyphenated UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+            "'{}' is not a hyphenated UUID (expected {UUID_FORM})",
             truncate(&s)
         ));
     }
-    Uuid::parse_str(&s).map_err(|e| format!("invalid UUID ({e})"))
+    Uuid::parse_str(&s).map_err(|e| format!("invalid UUID ({e}) (expected {UUID_FORM})"))
 }
 
 fn parse_name(raw: &RawValue) -> Result<String, String> {
-    let s = as_string(raw)?;
+    let s = as_string(raw, "a string of 1..=200 bytes without control characters")?;
     if s.is_empty() || s.len() > MAX_EVENT_NAME_BYTES {
         return Err(format!(
-            "must be 1..={MAX_EVENT_NAME_BYTES} bytes, got {}",
+            "is {} bytes long (expected 1..={MAX_EVENT_NAME_BYTES} bytes)",
             s.len()
         ));
     }
+    // `char::is_control` is exactly the Unicode general category Cc.
     if let Some(c) = s.chars().find(|c| c.is_control()) {
         return Err(format!(
-            "must not contain control characters (found U+{:04X})",
+            "contains the control character U+{:04X} (expected no control characters, Unicode Cc)",
             u32::from(c)
         ));
     }
@@ -256,100 +292,201 @@ fn parse_name(raw: &RawValue) -> Result<String, String> {
 }
 
 fn parse_person_key(raw: &RawValue) -> Result<String, String> {
-    let s = as_string(raw)?;
+    let s = as_string(raw, "a string of 1..=255 bytes")?;
     if s.is_empty() || s.len() > MAX_PERSON_KEY_BYTES {
         return Err(format!(
-            "must be 1..={MAX_PERSON_KEY_BYTES} bytes, got {}",
+            "is {} bytes long (expected 1..={MAX_PERSON_KEY_BYTES} bytes)",
             s.len()
         ));
     }
     Ok(s)
 }
 
+const TIME_FORM: &str =
+    "an RFC 3339 string like 2026-01-31T12:00:00.000Z or integer Unix milliseconds";
+
 fn parse_time(raw: &RawValue) -> Result<i64, String> {
     let text = raw.get();
     let first = text.as_bytes()[0];
     if first == b'"' {
-        let s = as_string(raw)?;
-        return parse_rfc3339(&s)
-            .map_err(|why| format!("'{}' is not RFC 3339: {why}", truncate(&s)));
+        let s = as_string(raw, TIME_FORM)?;
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "'{}' is a string of digits, not RFC 3339 \
+                 (expected {TIME_FORM}; milliseconds must be a JSON number)",
+                truncate(&s)
+            ));
+        }
+        return parse_rfc3339(&s).map_err(|why| {
+            format!(
+                "'{}' is not RFC 3339: {why} (expected {TIME_FORM})",
+                truncate(&s)
+            )
+        });
     }
     if first == b'-' || first.is_ascii_digit() {
         if text.contains(['.', 'e', 'E']) {
             return Err(format!(
-                "{text} is not an integer: Unix milliseconds must be a whole number"
+                "{} is not an integer (expected {TIME_FORM})",
+                truncate(text)
             ));
         }
-        return text
-            .parse::<i64>()
-            .map_err(|_| format!("{text} is out of range for Unix milliseconds"));
+        return text.parse::<i64>().map_err(|_| {
+            format!(
+                "{} is out of range for Unix milliseconds (expected {TIME_FORM})",
+                truncate(text)
+            )
+        });
     }
-    Err(format!(
-        "must be an RFC 3339 string or integer Unix milliseconds, got {}",
-        kind(raw)
-    ))
+    Err(format!("must not be {} (expected {TIME_FORM})", kind(raw)))
 }
 
 fn check_bounds(ts: Option<i64>, received_at: i64) -> Result<i64, String> {
-    let ts = ts.ok_or("out of range after clock-skew correction")?;
+    let ts = ts.ok_or(
+        "out of range after clock-skew correction (expected a time between \
+         2000-01-01T00:00:00Z and 1 hour after the time received)",
+    )?;
     if ts < MIN_EVENT_MS {
         return Err(format!(
-            "{} is before 2000-01-01T00:00:00Z",
+            "{} is before 2000-01-01 (expected 2000-01-01T00:00:00Z or later, \
+             after clock-skew correction)",
             format_rfc3339(ts)
         ));
     }
-    if ts > received_at + MAX_FUTURE_MS {
+    let latest = received_at.saturating_add(MAX_FUTURE_MS);
+    if ts > latest {
         return Err(format!(
-            "{} is more than 1 hour in the future (received at {}, after clock-skew correction)",
+            "{} is more than 1 hour in the future (expected at most {}, 1 hour after \
+             the time received, after clock-skew correction)",
             format_rfc3339(ts),
-            format_rfc3339(received_at)
+            format_rfc3339(latest)
         ));
     }
     Ok(ts)
 }
 
+const STAGES: &str =
+    "one of discovery, acquisition, activation, engagement, retention, revenue, referral";
+
 fn parse_stage(raw: &RawValue) -> Result<Stage, String> {
-    let s = as_string(raw)?;
-    s.parse().map_err(|()| {
-        format!(
-            "'{}' is not a stage (expected one of discovery, acquisition, activation, \
-             engagement, retention, revenue, referral)",
-            truncate(&s)
-        )
-    })
+    let s = as_string(raw, STAGES)?;
+    s.parse()
+        .map_err(|()| format!("'{}' is not a stage (expected {STAGES})", truncate(&s)))
 }
 
 fn parse_revenue(raw: &RawValue) -> Result<f64, String> {
     let text = raw.get();
     let first = text.as_bytes()[0];
     if first != b'-' && !first.is_ascii_digit() {
-        return Err(format!("must be a number, got {}", kind(raw)));
+        return Err(format!(
+            "must be a number, got {} (expected a finite number)",
+            kind(raw)
+        ));
     }
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(format!("{text} is not a finite number")),
+        _ => Err(format!(
+            "{} is not a finite number (expected a finite number)",
+            truncate(text)
+        )),
     }
 }
 
 fn parse_properties(raw: &RawValue) -> Result<String, String> {
     if !raw.get().starts_with('{') {
-        return Err(format!("must be a JSON object, got {}", kind(raw)));
+        return Err(format!(
+            "must be a JSON object, got {} (expected a JSON object)",
+            kind(raw)
+        ));
     }
-    let compact = minify(raw.get());
+    let (compact, depth) = minify(raw.get());
     if compact.len() > MAX_PROPERTIES_BYTES {
         return Err(format!(
-            "must be at most {MAX_PROPERTIES_BYTES} bytes as compact JSON, got {}",
+            "is {} bytes as compact JSON (expected at most {MAX_PROPERTIES_BYTES} bytes, 32 KiB)",
             compact.len()
         ));
     }
+    if depth > MAX_PROPERTIES_DEPTH {
+        return Err(format!(
+            "is nested {depth} levels deep (expected at most {MAX_PROPERTIES_DEPTH} levels, \
+             counting the properties object itself)"
+        ));
+    }
+    // The grammar was checked when the event was split into fields; this
+    // second pass decodes every string and number, so that what is stored
+    // can be read back by any JSON reader (as a serde_json `Value`).
+    serde_json::from_str::<AnyValue>(&compact).map_err(|e| {
+        format!(
+            "holds a value that cannot be read back ({e}) (expected valid Unicode strings \
+             and numbers within the range of a double)"
+        )
+    })?;
     Ok(compact)
 }
 
-/// Removes insignificant whitespace from valid JSON text.
-fn minify(json: &str) -> String {
+/// Accepts any JSON value, decoding (and so checking) every string and
+/// number without building a tree.
+struct AnyValue;
+
+impl<'de> serde::Deserialize<'de> for AnyValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<AnyValue, D::Error> {
+        d.deserialize_any(AnyVisitor)
+    }
+}
+
+struct AnyVisitor;
+
+impl<'de> Visitor<'de> for AnyVisitor {
+    type Value = AnyValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_unit<E>(self) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<AnyValue, A::Error> {
+        while seq.next_element::<AnyValue>()?.is_some() {}
+        Ok(AnyValue)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
+        while map.next_key::<AnyValue>()?.is_some() {
+            map.next_value::<AnyValue>()?;
+        }
+        Ok(AnyValue)
+    }
+}
+
+/// Removes insignificant whitespace from valid JSON text, and measures how
+/// deeply its arrays and objects nest (a flat object is 1).
+fn minify(json: &str) -> (String, usize) {
     let mut out = String::with_capacity(json.len());
     let mut in_string = false;
     let mut escaped = false;
+    let (mut depth, mut max_depth) = (0usize, 0usize);
     for c in json.chars() {
         if in_string {
             out.push(c);
@@ -364,10 +501,18 @@ fn minify(json: &str) -> String {
             in_string = true;
             out.push(c);
         } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            match c {
+                '{' | '[' => {
+                    depth += 1;
+                    max_depth = max_depth.max(depth);
+                }
+                '}' | ']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
             out.push(c);
         }
     }
-    out
+    (out, max_depth)
 }
 
 fn truncate(s: &str) -> &str {
@@ -385,7 +530,23 @@ mod tests {
     fn minify_keeps_string_contents() {
         assert_eq!(
             minify(r#"{ "a b" : [1, "x \" y"] }"#),
-            r#"{"a b":[1,"x \" y"]}"#
+            (r#"{"a b":[1,"x \" y"]}"#.to_string(), 2)
         );
+        assert_eq!(
+            minify("{\"\\\\\" : \"{[ \\\"\",\n\t\"b\"\r:{}}"),
+            (r#"{"\\":"{[ \"","b":{}}"#.to_string(), 2)
+        );
+        assert_eq!(minify("{}"), ("{}".to_string(), 1));
+    }
+
+    #[test]
+    fn any_value_checks_strings_numbers_and_depth() {
+        let ok = |s: &str| serde_json::from_str::<AnyValue>(s).is_ok();
+        assert!(ok(
+            r#"{"a":[1,-2,3.5,1e308,true,null,"x",{"\ud83d\ude00":{}}]}"#
+        ));
+        assert!(!ok(r#"{"a":1e309}"#));
+        assert!(!ok(r#"{"a":"\udc00"}"#));
+        assert!(!ok(r#"{"\ud800x":1}"#));
     }
 }

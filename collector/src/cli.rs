@@ -1,0 +1,469 @@
+//! The `tally` command line: parses flags, sets up logging, and maps every
+//! failure to an exit code in one place (0 ok, 1 failed, 2 bad usage).
+
+use std::io::{BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tally_event::time::parse_date_or_rfc3339;
+use tally_query::{Format, QueryError};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::store::{SledStore, StoreOptions};
+
+/// Tally: self-hosted product analytics in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "tally", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the collector (HTTP ingest and queries).
+    Serve(ServeArgs),
+    /// Bulk-load newline-delimited JSON events (a FILE, or - for stdin).
+    Import(ImportArgs),
+    /// Write stored events as newline-delimited JSON.
+    Export(ExportArgs),
+    /// Funnel conversion through ordered steps.
+    Funnel(FunnelArgs),
+    /// X-in-Y activation: did new users do EVENT COUNT times within a period?
+    Activation(ActivationArgs),
+    /// Retention cohorts.
+    Retention(RetentionArgs),
+    /// The AARRR lifecycle report.
+    Lifecycle(LifecycleArgs),
+    /// Daily, weekly and monthly active users.
+    Active(ActiveArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Data directory [default: ./tally-data]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long)]
+    listen: Option<String>,
+    /// Key for ingest (TALLY_WRITE_KEY); generated on first start if unset
+    #[arg(long)]
+    write_key: Option<String>,
+    /// Key for queries (TALLY_READ_KEY); generated on first start if unset
+    #[arg(long)]
+    read_key: Option<String>,
+    /// sled page cache in MiB (TALLY_CACHE_MB) [default: 256]
+    #[arg(long)]
+    cache_mb: Option<u64>,
+    /// Configuration file [default: ./tally.toml if present]
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// NDJSON file, or - for standard input
+    file: PathBuf,
+    /// Data directory
+    #[arg(long, default_value = "./tally-data")]
+    data: PathBuf,
+    /// Summary format: table or json
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Exit 1 if any line was rejected (valid lines are stored either way)
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Data directory
+    #[arg(long, default_value = "./tally-data")]
+    data: PathBuf,
+    /// Only events at or after this time (date or RFC 3339)
+    #[arg(long)]
+    from: Option<String>,
+    /// Only events before this time (date or RFC 3339)
+    #[arg(long)]
+    to: Option<String>,
+    /// Write to this file instead of standard output
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+/// Where an analysis reads from, and how it prints.
+#[derive(Debug, Args)]
+struct QueryArgs {
+    /// Data directory (when no collector holds it) [default: ./tally-data]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// URL of a running collector, e.g. http://127.0.0.1:8080
+    #[arg(long, env = "TALLY_SERVER", conflicts_with = "data")]
+    server: Option<String>,
+    /// Read key of the collector
+    #[arg(long, env = "TALLY_READ_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Output: table, json or csv
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Start of the range: a date (2026-01-31, UTC midnight) or RFC 3339
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the range (exclusive)
+    #[arg(long)]
+    to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct FunnelArgs {
+    /// Comma-separated event names, 2 to 20
+    #[arg(long)]
+    steps: Option<String>,
+    /// Time allowed from the first step to the last: 90s, 30m, 24h, 7d, 2w [default: 14d]
+    #[arg(long)]
+    window: Option<String>,
+    #[command(flatten)]
+    q: QueryArgs,
+}
+
+#[derive(Debug, Args)]
+struct ActivationArgs {
+    /// The event that starts the clock (first ever occurrence), e.g. signup
+    #[arg(long)]
+    start: Option<String>,
+    /// The event that counts toward activation
+    #[arg(long)]
+    event: Option<String>,
+    /// How many `event`s are needed [default: 1]
+    #[arg(long)]
+    count: Option<String>,
+    /// Within how long of the start [default: 30d]
+    #[arg(long)]
+    within: Option<String>,
+    #[command(flatten)]
+    q: QueryArgs,
+}
+
+#[derive(Debug, Args)]
+struct RetentionArgs {
+    /// The event that puts a person in a cohort (first ever occurrence)
+    #[arg(long)]
+    start: Option<String>,
+    /// The event that counts as coming back, or `any` [default: the start event]
+    #[arg(long = "return")]
+    return_: Option<String>,
+    /// day or week [default: week]
+    #[arg(long)]
+    period: Option<String>,
+    /// Number of periods after period 0, 0 to 365 [default: 8]
+    #[arg(long)]
+    periods: Option<String>,
+    /// Time at which periods count as elapsed [default: now]
+    #[arg(long)]
+    as_of: Option<String>,
+    #[command(flatten)]
+    q: QueryArgs,
+}
+
+#[derive(Debug, Args)]
+struct LifecycleArgs {
+    #[command(flatten)]
+    q: QueryArgs,
+}
+
+#[derive(Debug, Args)]
+struct ActiveArgs {
+    #[command(flatten)]
+    q: QueryArgs,
+}
+
+/// A failure and its exit code.
+enum Failure {
+    /// Exit 2: the command line was wrong.
+    Usage(String),
+    /// Exit 1: the command could not do its work.
+    Failed(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Query(QueryError::BadParam { .. }) => Failure::Usage(e.to_string()),
+            other => Failure::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<QueryError> for Failure {
+    fn from(e: QueryError) -> Self {
+        Error::Query(e).into()
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(Failure::Usage(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(command: Command) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Serve(a) => serve(a),
+        Command::Import(a) => import(a),
+        Command::Export(a) => export(a),
+        Command::Funnel(a) => analysis(
+            "funnel",
+            &a.q,
+            vec![("steps", a.steps), ("window", a.window)],
+        ),
+        Command::Activation(a) => analysis(
+            "activation",
+            &a.q,
+            vec![
+                ("start", a.start),
+                ("event", a.event),
+                ("count", a.count),
+                ("within", a.within),
+            ],
+        ),
+        Command::Retention(a) => analysis(
+            "retention",
+            &a.q,
+            vec![
+                ("start", a.start),
+                ("return", a.return_),
+                ("period", a.period),
+                ("periods", a.periods),
+                ("as-of", a.as_of),
+            ],
+        ),
+        Command::Lifecycle(a) => analysis("lifecycle", &a.q, vec![]),
+        Command::Active(a) => analysis("active", &a.q, vec![]),
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
+    let mut config = Config::load(a.config.as_deref(), std::env::vars())?;
+    if let Some(d) = a.data {
+        config.data = d;
+    }
+    if let Some(l) = a.listen {
+        config.listen = l;
+    }
+    if a.write_key.is_some() {
+        config.write_key = a.write_key;
+    }
+    if a.read_key.is_some() {
+        config.read_key = a.read_key;
+    }
+    if let Some(c) = a.cache_mb {
+        config.cache_mb = c;
+    }
+    let data = config.data.clone();
+    actix_web::rt::System::new().block_on(async move {
+        let running = crate::http::start(config)?;
+        let url = format!("http://{}", running.addr);
+        if running.generated_keys {
+            println!(
+                "Generated API keys (kept in {}; shown only this once):\n  write key: {}\n  read key:  {}\n\
+                 Send an event:\n  curl -X POST {url}/v1/track -H 'Authorization: Bearer {}' \
+                 -H 'Content-Type: application/json' -d '{{\"event\":\"signup\",\"user_id\":\"u1\"}}'",
+                data.join("keys.toml").display(),
+                running.keys.write_key,
+                running.keys.read_key,
+                running.keys.write_key,
+            );
+        }
+        println!("tally listening on {url} (data in {})", data.display());
+        let _ = std::io::stdout().flush();
+        running.wait().await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens an existing data directory, refusing to create one by accident.
+fn open_existing(data: &Path) -> Result<SledStore, Error> {
+    let dir = Config::store_dir(data);
+    if !dir.exists() {
+        return Err(Error::Config(format!(
+            "no Tally data in {} (start `tally serve --data {0}` or `tally import --data {0}` first, \
+             or pass --server URL)",
+            data.display()
+        )));
+    }
+    SledStore::open(&dir, &StoreOptions::default())
+}
+
+fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
+    let format: Format = a
+        .format
+        .parse()
+        .map_err(|m| Failure::Usage(format!("--format: {m}")))?;
+    if format == Format::Csv {
+        return Err(Failure::Usage(
+            "--format: import prints table or json".into(),
+        ));
+    }
+    let store = SledStore::open(&Config::store_dir(&a.data), &StoreOptions::default())?;
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes}{total_bytes_suffix} read, {binary_bytes_per_sec} {wide_bar} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let summary = if a.file.as_os_str() == "-" {
+        crate::import::import(
+            BufReader::with_capacity(1 << 20, std::io::stdin()),
+            &store,
+            &|n| bar.set_position(n),
+        )?
+    } else {
+        let file = std::fs::File::open(&a.file)
+            .map_err(|e| Error::io(format!("opening {}", a.file.display()), e))?;
+        if let Ok(m) = file.metadata() {
+            bar.set_length(m.len());
+        }
+        crate::import::import(BufReader::with_capacity(1 << 20, file), &store, &|n| {
+            bar.set_position(n)
+        })?
+    };
+    bar.finish_and_clear();
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(&summary).expect("serializes")),
+        _ => print!("{}", summary.table()),
+    }
+    Ok(if a.strict && summary.rejected > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
+    let time = |flag: &str, v: Option<String>, default: i64| {
+        v.map_or(Ok(default), |v| {
+            parse_date_or_rfc3339(&v).map_err(|m| Failure::Usage(format!("--{flag}: {m}")))
+        })
+    };
+    let from = time("from", a.from, i64::MIN)?;
+    let to = time("to", a.to, i64::MAX)?;
+    let store = open_existing(&a.data)?;
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| Error::io(format!("creating {}", path.display()), e))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    crate::export::export(&store, from, to, &mut out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn analysis(
+    name: &str,
+    q: &QueryArgs,
+    flags: Vec<(&str, Option<String>)>,
+) -> Result<ExitCode, Failure> {
+    let format: Format = q
+        .format
+        .parse()
+        .map_err(|m| Failure::Usage(format!("--format: {m}")))?;
+    let mut pairs: Vec<(String, String)> = flags
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect();
+    for (k, v) in [("from", &q.from), ("to", &q.to)] {
+        if let Some(v) = v {
+            pairs.push((k.to_string(), v.clone()));
+        }
+    }
+    let out = match &q.server {
+        Some(server) => {
+            let key = q.key.as_deref().ok_or_else(|| {
+                Failure::Usage("--key (or TALLY_READ_KEY) is required with --server".into())
+            })?;
+            let json = remote(server, key, name, &pairs)?;
+            crate::analysis::render_json(name, &json, format).map_err(Failure::Failed)?
+        }
+        None => {
+            let data = q
+                .data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("./tally-data"));
+            // Check parameters before touching the store so that a typo is
+            // a usage error even when the data directory is busy.
+            let empty = tally_query::MemSource::default();
+            let now = tally_event::time::now_ms();
+            crate::analysis::run(name, pairs.clone(), &empty, Format::Json, now)?;
+            let store = open_existing(&data)?;
+            crate::analysis::run(name, pairs, &store, format, now)?
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    if format == Format::Table && !std::io::stdout().is_terminal() {
+        let _ = stdout.flush();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks a running collector; a 400 is the user's mistake (exit 2).
+fn remote(
+    server: &str,
+    key: &str,
+    name: &str,
+    pairs: &[(String, String)],
+) -> Result<String, Failure> {
+    let url = format!("{}/v1/{name}", server.trim_end_matches('/'));
+    let client = reqwest::blocking::Client::new();
+    let resp = client
+        .get(&url)
+        .bearer_auth(key)
+        .query(pairs)
+        .send()
+        .map_err(|e| Failure::Failed(format!("asking {url}: {e}")))?;
+    let status = resp.status();
+    let body = resp
+        .text()
+        .map_err(|e| Failure::Failed(format!("reading the answer of {url}: {e}")))?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+        .unwrap_or(body);
+    if status == reqwest::StatusCode::BAD_REQUEST {
+        Err(Failure::Usage(message))
+    } else {
+        Err(Failure::Failed(format!(
+            "{url} answered {status}: {message}"
+        )))
+    }
+}

@@ -1,0 +1,145 @@
+//! Configuration of `tally serve`: one documented struct with defaults,
+//! loaded from `tally.toml`, then `TALLY_*` environment variables, then
+//! command-line flags (each overriding the one before), validated once.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// Everything `tally serve` can be told.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory (`--data`, `TALLY_DATA`). Default `./tally-data`.
+    pub data: PathBuf,
+    /// Listen address (`--listen`, `TALLY_LISTEN`). Default `127.0.0.1:8080`.
+    pub listen: String,
+    /// Write (ingest) key (`--write-key`, `TALLY_WRITE_KEY`).
+    pub write_key: Option<String>,
+    /// Read (query) key (`--read-key`, `TALLY_READ_KEY`).
+    pub read_key: Option<String>,
+    /// sled page cache in MiB (`--cache-mb`, `TALLY_CACHE_MB`). Default 256.
+    pub cache_mb: u64,
+    /// Largest request body, compressed or inflated, in bytes. Default 5 MiB.
+    pub max_body_bytes: usize,
+    /// Most events in one `/v1/batch`. Default 1000.
+    pub max_batch_events: usize,
+    /// HTTP worker threads. Default: one per core.
+    pub workers: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: PathBuf::from("./tally-data"),
+            listen: "127.0.0.1:8080".into(),
+            write_key: None,
+            read_key: None,
+            cache_mb: 256,
+            max_body_bytes: 5 * 1024 * 1024,
+            max_batch_events: 1000,
+            workers: None,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, overridden by `file` (if given, or `./tally.toml` if it
+    /// exists), then by `TALLY_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Error> {
+        let default_file = Path::new("tally.toml");
+        let file = file.or_else(|| default_file.exists().then_some(default_file));
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                toml::from_str(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+            }
+            None => Config::default(),
+        };
+        for (k, v) in env {
+            match k.as_str() {
+                "TALLY_DATA" => config.data = v.into(),
+                "TALLY_LISTEN" => config.listen = v,
+                "TALLY_WRITE_KEY" => config.write_key = Some(v),
+                "TALLY_READ_KEY" => config.read_key = Some(v),
+                "TALLY_CACHE_MB" => {
+                    config.cache_mb = v.parse().map_err(|_| {
+                        Error::Config(format!("TALLY_CACHE_MB: '{v}' is not a number of MiB"))
+                    })?;
+                }
+                _ => {}
+            }
+        }
+        Ok(config)
+    }
+
+    /// Checks values that cannot be expressed by types.
+    pub fn validate(&self) -> Result<(), Error> {
+        for (name, key) in [("write key", &self.write_key), ("read key", &self.read_key)] {
+            if let Some(k) = key
+                && (k.len() < 8 || k.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(Error::Config(format!(
+                    "the {name} must be at least 8 characters without spaces"
+                )));
+            }
+        }
+        if self.write_key.is_some() && self.write_key == self.read_key {
+            return Err(Error::Config(
+                "the write key and the read key must differ".into(),
+            ));
+        }
+        if self.cache_mb == 0 {
+            return Err(Error::Config("cache_mb must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Where sled keeps its files inside the data directory.
+    pub fn store_dir(data: &Path) -> PathBuf {
+        data.join("store")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tally.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9999\"\ncache_mb = 64\n").unwrap();
+        let env = [("TALLY_CACHE_MB".to_string(), "32".to_string())];
+        let c = Config::load(Some(&file), env).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9999");
+        assert_eq!(c.cache_mb, 32);
+        assert_eq!(c.data, PathBuf::from("./tally-data"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tally.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let err = Config::load(Some(&file), []).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn keys_must_differ() {
+        let c = Config {
+            write_key: Some("same-key-1".into()),
+            read_key: Some("same-key-1".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! The collector crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the collector, the store and the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// sled reported an error.
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// Stored bytes do not decode.
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    /// The store was written by another version of Tally.
+    #[error("store format version {found} is not supported (this build reads version {supported})")]
+    UnsupportedFormat {
+        /// Version byte found on disk.
+        found: u8,
+        /// Version this build reads and writes.
+        supported: u8,
+    },
+    /// Another process (normally a running `tally serve`) holds the data directory.
+    #[error(
+        "the data directory {} is in use by another process (is `tally serve` running?); \
+         query the running collector with --server URL --key READ_KEY instead", path.display()
+    )]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// Invalid configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] tally_query::QueryError),
+    /// The store is shutting down or its writer has stopped.
+    #[error("the store is not accepting writes: {0}")]
+    Unavailable(String),
+}
+
+/// Shorthand for the store's results.
+pub type StoreError = Error;
+
+impl Error {
+    /// A [`Error::Corrupt`] with a message.
+    pub fn corrupt(msg: impl Into<String>) -> Self {
+        Error::Corrupt(msg.into())
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! `Authorization: Bearer KEY` checks.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+
+use super::error::ApiError;
+use crate::keys::{Keys, matches};
+
+/// Which key an endpoint needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Ingest endpoints.
+    Write,
+    /// Query endpoints.
+    Read,
+}
+
+/// Fails with 401 unless the request presents the key `need` requires.
+pub fn check(req: &HttpRequest, keys: &Keys, need: Need) -> Result<(), ApiError> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::Unauthorized("missing Authorization header (expected 'Bearer KEY')".into())
+        })?
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::Unauthorized("malformed Authorization header (expected 'Bearer KEY')".into())
+        })?;
+    let (expected, other, what) = match need {
+        Need::Write => (&keys.write_key, &keys.read_key, "write"),
+        Need::Read => (&keys.read_key, &keys.write_key, "read"),
+    };
+    if matches(presented, expected) {
+        return Ok(());
+    }
+    if matches(presented, other) {
+        return Err(ApiError::Unauthorized(format!(
+            "this endpoint needs the {what} key; the key given is the other one"
+        )));
+    }
+    Err(ApiError::Unauthorized("invalid key".into()))
+}

@@ -1,0 +1,164 @@
+//! `tally import`: bulk-load NDJSON with the same validation and dedup as HTTP.
+
+use std::io::BufRead;
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+use serde::Serialize;
+use tally_event::{Event, time::now_ms, validate_event_json};
+
+use crate::error::Error;
+use crate::store::{EventStore, Outcome};
+
+/// Lines validated (in parallel) and committed together.
+const CHUNK_LINES: usize = 16_384;
+/// Rejected lines listed in the summary.
+const MAX_LISTED_ERRORS: usize = 100;
+
+/// What an import did: SPEC §3's `--format json` shape.
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct ImportSummary {
+    /// Events stored.
+    pub accepted: u64,
+    /// Lines whose event id was already stored (or appeared earlier in the file).
+    pub duplicates: u64,
+    /// Lines that failed validation.
+    pub rejected: u64,
+    /// The first rejected lines, in file order.
+    pub errors: Vec<LineError>,
+}
+
+/// One rejected line.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct LineError {
+    /// 1-based line number (blank lines keep their numbers).
+    pub line: u64,
+    /// Why it was rejected.
+    pub error: String,
+}
+
+/// Reads `input` to the end, storing valid events in chunks, then fsyncs.
+/// `progress` is called with the bytes read so far.
+pub fn import(
+    input: impl BufRead + Send,
+    store: &dyn EventStore,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ImportSummary, Error> {
+    let mut summary = ImportSummary::default();
+    std::thread::scope(|scope| {
+        // Reading and validating one chunk overlaps with storing the previous one.
+        let (tx, rx) = mpsc::sync_channel::<Result<Chunk, Error>>(2);
+        scope.spawn(move || read_chunks(input, &tx, progress));
+        for chunk in rx {
+            let chunk = chunk?;
+            let outcomes = store.append(&chunk.events)?;
+            let dup = outcomes
+                .iter()
+                .filter(|o| **o == Outcome::Duplicate)
+                .count() as u64;
+            summary.duplicates += dup;
+            summary.accepted += outcomes.len() as u64 - dup;
+            summary.rejected += chunk.errors.len() as u64;
+            let room = MAX_LISTED_ERRORS.saturating_sub(summary.errors.len());
+            summary.errors.extend(chunk.errors.into_iter().take(room));
+        }
+        store.sync()
+    })?;
+    Ok(summary)
+}
+
+struct Chunk {
+    events: Vec<Event>,
+    errors: Vec<LineError>,
+}
+
+fn read_chunks(
+    mut input: impl BufRead,
+    tx: &mpsc::SyncSender<Result<Chunk, Error>>,
+    progress: &(dyn Fn(u64) + Sync),
+) {
+    let mut line_no = 0u64;
+    let mut bytes = 0u64;
+    loop {
+        let mut lines: Vec<(u64, Vec<u8>)> = Vec::with_capacity(CHUNK_LINES);
+        while lines.len() < CHUNK_LINES {
+            let mut buf = Vec::new();
+            match input.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    bytes += n as u64;
+                    line_no += 1;
+                    lines.push((line_no, buf));
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(Error::io(format!("reading line {}", line_no + 1), e)));
+                    return;
+                }
+            }
+        }
+        if lines.is_empty() {
+            return;
+        }
+        let received_at = now_ms();
+        let results: Vec<(u64, Option<Result<Event, String>>)> = lines
+            .par_iter()
+            .map(|(n, buf)| (*n, validate_line(buf, received_at)))
+            .collect();
+        let mut chunk = Chunk {
+            events: Vec::with_capacity(results.len()),
+            errors: Vec::new(),
+        };
+        for (line, r) in results {
+            match r {
+                None => {}
+                Some(Ok(e)) => chunk.events.push(e),
+                Some(Err(error)) => chunk.errors.push(LineError { line, error }),
+            }
+        }
+        progress(bytes);
+        if tx.send(Ok(chunk)).is_err() {
+            return;
+        }
+    }
+}
+
+/// `None` for a blank line.
+fn validate_line(buf: &[u8], received_at: i64) -> Option<Result<Event, String>> {
+    let text = match std::str::from_utf8(buf) {
+        Ok(t) => t.trim(),
+        Err(e) => {
+            return Some(Err(format!(
+                "line is not UTF-8 (at byte {})",
+                e.valid_up_to()
+            )));
+        }
+    };
+    if text.is_empty() {
+        return None;
+    }
+    Some(validate_event_json(text, received_at).map_err(|e| e.to_string()))
+}
+
+impl ImportSummary {
+    /// The human summary printed by `--format table`.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{} accepted, {} duplicate{}, {} rejected\n",
+            self.accepted,
+            self.duplicates,
+            if self.duplicates == 1 { "" } else { "s" },
+            self.rejected
+        );
+        if !self.errors.is_empty() {
+            let shown = self.errors.len().min(10);
+            s.push_str(&format!(
+                "first rejected lines ({shown} of {}):\n",
+                self.rejected
+            ));
+            for e in &self.errors[..shown] {
+                s.push_str(&format!("  line {}: {}\n", e.line, e.error));
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,379 @@
+//! The embedded store on sled 0.34.
+//!
+//! Layout (see [`codec`]): events are interned (person keys and names to
+//! dense u32s) and appended to per-name column blocks for analysis, and to
+//! compressed raw blocks for export; ids go to a dedup index. Everything of
+//! one append goes into a single sled `Batch`, which sled applies
+//! atomically, so a crash never leaves an id recorded without its event
+//! (which would turn the client's retry into a silent loss).
+//!
+//! The most recent block of each name (its *tail*) stays open in memory and
+//! is rewritten as it grows, so that many small commits (single-event
+//! requests) still produce blocks of thousands of rows instead of one sled
+//! key per event: the analyses read a few thousand values, not millions.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use tally_event::Event;
+use tally_query::{NameId, QueryError, Rows, Scan, Source};
+
+use super::codec::{self, ColumnBlock, meta, prefix};
+use super::{EventStore, Outcome};
+use crate::error::Error;
+
+/// Rows per column block before it is sealed and a new tail starts.
+const COLUMN_BLOCK_ROWS: usize = 2048;
+/// Events per raw block before it is sealed.
+const RAW_BLOCK_EVENTS: usize = 256;
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// sled's page cache, in bytes: bounds the store's memory.
+    pub cache_capacity: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// [`EventStore`] on an embedded sled database.
+pub struct SledStore {
+    db: sled::Db,
+    dir: PathBuf,
+    /// Loaded on the first append, so read-only users (queries, export)
+    /// never pay for loading the person dictionary.
+    writer: Mutex<Option<WriterState>>,
+    /// Blob files already fsync'd (sled writes blobs without fsync).
+    synced_blobs: Mutex<HashSet<OsString>>,
+}
+
+/// In-memory state of the single writer.
+struct WriterState {
+    names: HashMap<String, u32>,
+    persons: HashMap<String, u32>,
+    next_seq: u64,
+    column_tails: HashMap<u32, (u64, ColumnBlock)>,
+    raw_tail: (u64, Vec<Event>),
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_capacity)
+            .mode(sled::Mode::HighThroughput)
+            // Durability comes from our own flush + fsync per commit; sled's
+            // background flusher would only add uncoordinated writes.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    Error::Locked {
+                        path: dir.parent().unwrap_or(dir).to_path_buf(),
+                    }
+                }
+                other => Error::Sled(other),
+            })?;
+        match db.get(codec::key(prefix::META, meta::FORMAT))? {
+            None => {
+                db.insert(
+                    codec::key(prefix::META, meta::FORMAT),
+                    &[codec::FORMAT_VERSION],
+                )?;
+            }
+            Some(v) if v.as_ref() == [codec::FORMAT_VERSION] => {}
+            Some(v) => {
+                return Err(Error::UnsupportedFormat {
+                    found: v.first().copied().unwrap_or(0),
+                    supported: codec::FORMAT_VERSION,
+                });
+            }
+        }
+        let store = SledStore {
+            db,
+            dir: dir.to_path_buf(),
+            writer: Mutex::new(None),
+            synced_blobs: Mutex::new(HashSet::new()),
+        };
+        store.sync()?;
+        Ok(store)
+    }
+
+    fn counter(&self, name: &[u8]) -> Result<u64, Error> {
+        self.db
+            .get(codec::key(prefix::META, name))?
+            .map_or(Ok(0), |v| codec::decode_counter(&v))
+    }
+
+    fn load_dictionary(&self, pfx: u8) -> Result<HashMap<String, u32>, Error> {
+        let mut map = HashMap::new();
+        for kv in self.db.scan_prefix([pfx]) {
+            let (k, v) = kv?;
+            let name = String::from_utf8(k[1..].to_vec())
+                .map_err(|_| Error::corrupt("dictionary key is not UTF-8"))?;
+            map.insert(name, codec::decode_id(&v)?);
+        }
+        Ok(map)
+    }
+
+    fn load_writer_state(&self) -> Result<WriterState, Error> {
+        // Tails are not reloaded: after a restart new blocks start, which
+        // costs one short block per name, and keeps recovery trivial.
+        let mut next_seq = self.counter(meta::NEXT_SEQ)?;
+        let raw_seq = next_seq;
+        next_seq += 1;
+        Ok(WriterState {
+            names: self.load_dictionary(prefix::NAME)?,
+            persons: self.load_dictionary(prefix::PERSON)?,
+            next_seq,
+            column_tails: HashMap::new(),
+            raw_tail: (raw_seq, Vec::new()),
+        })
+    }
+
+    /// fsyncs sled's log file and any blob file not yet fsync'd. Needed
+    /// because sled 0.34 only uses `sync_file_range`, which does not flush
+    /// the device's write cache (sled issue #1452), and writes blobs without
+    /// any sync at all.
+    fn fsync_files(&self) -> Result<(), Error> {
+        let sync = |path: &Path| {
+            File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(format!("fsync {}", path.display()), e))
+        };
+        sync(&self.dir.join("db"))?;
+        let blobs = self.dir.join("blobs");
+        if let Ok(entries) = std::fs::read_dir(&blobs) {
+            let mut synced = self.synced_blobs.lock().expect("blob set lock");
+            let mut new_files = false;
+            for entry in entries.flatten() {
+                if !synced.contains(&entry.file_name()) {
+                    sync(&entry.path())?;
+                    synced.insert(entry.file_name());
+                    new_files = true;
+                }
+            }
+            if new_files {
+                sync(&blobs)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Size of the store's files on disk, in bytes.
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            std::fs::read_dir(p).map_or(0, |rd| {
+                rd.flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+        }
+        walk(&self.dir)
+    }
+}
+
+impl WriterState {
+    fn intern(map: &mut HashMap<String, u32>, key: &str, pfx: u8, batch: &mut sled::Batch) -> u32 {
+        if let Some(&id) = map.get(key) {
+            return id;
+        }
+        let id = map.len() as u32;
+        map.insert(key.to_string(), id);
+        batch.insert(codec::key(pfx, key.as_bytes()), &codec::encode_id(id));
+        id
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+}
+
+impl EventStore for SledStore {
+    fn append(&self, events: &[Event]) -> Result<Vec<Outcome>, Error> {
+        let mut guard = self.writer.lock().expect("writer lock");
+        if guard.is_none() {
+            *guard = Some(self.load_writer_state()?);
+        }
+        let w = guard.as_mut().expect("just loaded");
+        let mut batch = sled::Batch::default();
+        let mut seen = HashSet::with_capacity(events.len());
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut touched_names = HashSet::new();
+        let mut raw_sealed = Vec::new();
+
+        for e in events {
+            let id_key = codec::id_key(&e.id);
+            if !seen.insert(e.id) || self.db.contains_key(id_key)? {
+                outcomes.push(Outcome::Duplicate);
+                continue;
+            }
+            outcomes.push(Outcome::Accepted);
+            batch.insert(&id_key, &[]);
+            let person =
+                WriterState::intern(&mut w.persons, e.person(), prefix::PERSON, &mut batch);
+            let name = WriterState::intern(&mut w.names, &e.event, prefix::NAME, &mut batch);
+
+            if !w.column_tails.contains_key(&name) {
+                let seq = w.take_seq();
+                w.column_tails.insert(name, (seq, ColumnBlock::default()));
+            }
+            let (seq, block) = w.column_tails.get_mut(&name).expect("inserted above");
+            block.push(person, e.timestamp, e.stage, e.revenue);
+            touched_names.insert(name);
+            if block.len() >= COLUMN_BLOCK_ROWS {
+                batch.insert(&codec::column_key(name, *seq), block.encode());
+                w.column_tails.remove(&name);
+                touched_names.remove(&name);
+            }
+
+            w.raw_tail.1.push(e.clone());
+            if w.raw_tail.1.len() >= RAW_BLOCK_EVENTS {
+                let seq = w.take_seq();
+                let full = std::mem::replace(&mut w.raw_tail, (seq, Vec::new()));
+                raw_sealed.push(full);
+            }
+        }
+
+        // Encode sealed and open tails off the loop; compression is the
+        // costliest step and parallelises well.
+        let raw: Vec<(u64, Vec<u8>)> = raw_sealed
+            .par_iter()
+            .chain(rayon::iter::once(&w.raw_tail))
+            .filter(|(_, evs)| !evs.is_empty())
+            .map(|(seq, evs)| (*seq, codec::encode_raw_block(evs)))
+            .collect();
+        for (seq, bytes) in raw {
+            batch.insert(&codec::raw_key(seq), bytes);
+        }
+        for name in touched_names {
+            let (seq, block) = &w.column_tails[&name];
+            batch.insert(&codec::column_key(name, *seq), block.encode());
+        }
+        for (name, value) in [
+            (meta::NEXT_SEQ, w.next_seq),
+            (meta::NEXT_PERSON, w.persons.len() as u64),
+            (meta::NEXT_NAME, w.names.len() as u64),
+        ] {
+            batch.insert(
+                codec::key(prefix::META, name),
+                &codec::encode_counter(value),
+            );
+        }
+        self.db.apply_batch(batch)?;
+        Ok(outcomes)
+    }
+
+    fn sync(&self) -> Result<(), Error> {
+        self.db.flush()?;
+        self.fsync_files()
+    }
+
+    fn scan_events(
+        &self,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(Event) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        for kv in self.db.scan_prefix([prefix::RAW]) {
+            let (_, v) = kv?;
+            for e in codec::decode_raw_block(&v)? {
+                if (from..to).contains(&e.timestamp) {
+                    each(e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source for SledStore {
+    fn name_id(&self, name: &str) -> Option<NameId> {
+        let v = self
+            .db
+            .get(codec::key(prefix::NAME, name.as_bytes()))
+            .ok()??;
+        codec::decode_id(&v).ok()
+    }
+
+    fn person_count(&self) -> usize {
+        // Person ids are dense, so the number handed out is the bound; it is
+        // committed in the same batch as the persons themselves.
+        self.counter(meta::NEXT_PERSON).unwrap_or(0) as usize
+    }
+
+    fn scan(&self, scan: &Scan<'_>) -> Result<Vec<Rows>, QueryError> {
+        let err = |e: Error| QueryError::Source(e.to_string());
+        let mut blobs = Vec::new();
+        let mut collect = |pfx: &[u8]| -> Result<(), Error> {
+            for kv in self.db.scan_prefix(pfx) {
+                let (k, v) = kv?;
+                let (min, max) = ColumnBlock::time_bounds(&v)?;
+                if max >= scan.from && min < scan.to {
+                    blobs.push((codec::decode_id(&k[1..5])?, v));
+                }
+            }
+            Ok(())
+        };
+        match scan.names {
+            Some(names) => {
+                for &n in names {
+                    collect(&codec::column_prefix(n)).map_err(err)?;
+                }
+            }
+            None => collect(&[prefix::COLUMNS]).map_err(err)?,
+        }
+        blobs
+            .par_iter()
+            .map(|(name, bytes)| {
+                let block = ColumnBlock::decode(bytes).map_err(err)?;
+                Ok(filter_rows(*name, block, scan.from, scan.to))
+            })
+            .filter(|r| r.as_ref().map_or(true, |rows| !rows.is_empty()))
+            .collect()
+    }
+}
+
+fn filter_rows(name: NameId, b: ColumnBlock, from: i64, to: i64) -> Rows {
+    if b.ts.iter().all(|t| (from..to).contains(t)) {
+        return Rows {
+            name,
+            person: b.person,
+            ts: b.ts,
+            stage: b.stage,
+            revenue: b.revenue,
+        };
+    }
+    let mut rows = Rows {
+        name,
+        ..Rows::default()
+    };
+    for i in 0..b.len() {
+        if (from..to).contains(&b.ts[i]) {
+            rows.person.push(b.person[i]);
+            rows.ts.push(b.ts[i]);
+            rows.stage.push(b.stage[i]);
+            rows.revenue.push(b.revenue[i]);
+        }
+    }
+    rows
+}

@@ -1,0 +1,217 @@
+//! Group commit: the one place that calls the store's blocking `append`
+//! and `sync`, on dedicated threads, so actix's async workers never block
+//! on sled or fsync.
+//!
+//! Requests queue their validated events on a bounded channel. The append
+//! thread takes everything queued (up to a cap) as one commit and hands the
+//! result to the sync thread, which fsyncs once for every commit that
+//! arrived while the previous fsync ran. A request is answered only after
+//! an fsync that covers its events has returned: durability costs latency,
+//! not throughput.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use tally_event::Event;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{EventStore, Outcome};
+use crate::error::Error;
+
+/// Most events taken into one commit.
+const MAX_COMMIT_EVENTS: usize = 50_000;
+/// Requests that may wait for the writer before senders are slowed down.
+const QUEUE_REQUESTS: usize = 4096;
+
+/// The answer to one submitted request: outcomes in the order submitted.
+pub type CommitReply = Result<Vec<Outcome>, Arc<Error>>;
+
+struct Job {
+    events: Vec<Event>,
+    reply: oneshot::Sender<CommitReply>,
+}
+
+enum Msg {
+    Job(Job),
+    /// Commit what came before, then stop.
+    Stop,
+}
+
+/// Handle to the writer threads. Cloneable senders live in [`Writer`];
+/// [`Writer::shutdown`] drains and syncs what was queued.
+pub struct Writer {
+    tx: mpsc::Sender<Msg>,
+    healthy: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// A cheap handle for submitting events.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Msg>,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Starts the append and sync threads over `store`.
+    pub fn start(store: Arc<dyn EventStore>) -> Self {
+        let (tx, rx) = mpsc::channel::<Msg>(QUEUE_REQUESTS);
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel::<Pending>();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let append = {
+            let store = store.clone();
+            let healthy = healthy.clone();
+            std::thread::Builder::new()
+                .name("tally-append".into())
+                .spawn(move || append_loop(&*store, rx, sync_tx, &healthy))
+                .expect("spawn append thread")
+        };
+        let sync = {
+            let healthy = healthy.clone();
+            std::thread::Builder::new()
+                .name("tally-sync".into())
+                .spawn(move || sync_loop(&*store, sync_rx, &healthy))
+                .expect("spawn sync thread")
+        };
+        Writer {
+            tx,
+            healthy,
+            threads: vec![append, sync],
+        }
+    }
+
+    /// A handle for submitting events.
+    pub fn handle(&self) -> WriterHandle {
+        WriterHandle {
+            tx: self.tx.clone(),
+            healthy: self.healthy.clone(),
+        }
+    }
+
+    /// Commits and fsyncs everything queued so far, then stops the threads.
+    /// Call it after the last request has been answered or abandoned.
+    pub async fn shutdown(self) {
+        let _ = self.tx.send(Msg::Stop).await;
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl WriterHandle {
+    /// Submits events and waits until they are durable (or rejected as
+    /// duplicates).
+    pub async fn submit(&self, events: Vec<Event>) -> CommitReply {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Job(Job { events, reply }))
+            .await
+            .map_err(|_| Arc::new(Error::Unavailable("the writer has stopped".into())))?;
+        rx.await
+            .map_err(|_| Arc::new(Error::Unavailable("the writer has stopped".into())))?
+    }
+
+    /// Blocking variant of [`WriterHandle::submit`], for non-async callers.
+    pub fn submit_blocking(&self, events: Vec<Event>) -> CommitReply {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Msg::Job(Job { events, reply }))
+            .map_err(|_| Arc::new(Error::Unavailable("the writer has stopped".into())))?;
+        rx.blocking_recv()
+            .map_err(|_| Arc::new(Error::Unavailable("the writer has stopped".into())))?
+    }
+
+    /// False after a failed append or sync, until one succeeds again.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+/// Appended but not yet durable.
+struct Pending {
+    replies: Vec<(oneshot::Sender<CommitReply>, Vec<Outcome>)>,
+}
+
+fn append_loop(
+    store: &dyn EventStore,
+    mut rx: mpsc::Receiver<Msg>,
+    sync_tx: std::sync::mpsc::Sender<Pending>,
+    healthy: &AtomicBool,
+) {
+    let mut stopping = false;
+    while !stopping {
+        let Some(Msg::Job(first)) = rx.blocking_recv() else {
+            return;
+        };
+        let mut jobs = vec![first];
+        let mut total = jobs[0].events.len();
+        while total < MAX_COMMIT_EVENTS {
+            match rx.try_recv() {
+                Ok(Msg::Job(job)) => {
+                    total += job.events.len();
+                    jobs.push(job);
+                }
+                Ok(Msg::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let events: Vec<Event> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
+        match store.append(&events) {
+            Ok(outcomes) => {
+                let mut outcomes = outcomes.into_iter();
+                let replies = jobs
+                    .into_iter()
+                    .map(|j| {
+                        let mine: Vec<Outcome> = outcomes.by_ref().take(j.events.len()).collect();
+                        (j.reply, mine)
+                    })
+                    .collect();
+                if sync_tx.send(Pending { replies }).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = events.len(), "append failed");
+                healthy.store(false, Ordering::Relaxed);
+                let e = Arc::new(e);
+                for j in jobs {
+                    let _ = j.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn sync_loop(store: &dyn EventStore, rx: std::sync::mpsc::Receiver<Pending>, healthy: &AtomicBool) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let result = store.sync();
+        match &result {
+            Ok(()) => healthy.store(true, Ordering::Relaxed),
+            Err(e) => {
+                tracing::error!(error = %e, "fsync failed");
+                healthy.store(false, Ordering::Relaxed);
+            }
+        }
+        let shared_err = result.err().map(Arc::new);
+        for pending in batch {
+            for (reply, outcomes) in pending.replies {
+                let _ = reply.send(match &shared_err {
+                    None => Ok(outcomes),
+                    Some(e) => Err(e.clone()),
+                });
+            }
+        }
+    }
+}
