@@ -1,1 +1,12 @@
-//! integration tests
+//! Integration tests that drive the real `tally` binary and its HTTP API.
+//! One test binary for the whole workspace keeps link times down; it is
+//! compiled as part of `tally-collector`, which owns the binary.
+
+mod support;
+
+mod cli_queries;
+mod crash;
+mod http_ingest;
+mod http_queries;
+mod import_export;
+mod store_fixture;
