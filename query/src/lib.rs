@@ -15,3 +15,10 @@ pub use error::QueryError;
 pub use params::RawParams;
 pub use render::{Format, Report};
 pub use source::{MemEvent, MemSource, NameId, PersonId, Rows, Scan, Source};
+
+pub mod activation;
+pub mod active;
+pub mod funnel;
+pub mod lifecycle;
+mod median;
+pub mod retention;

@@ -1,0 +1,355 @@
+//! Activation, "X in Y" (SPEC §4): of the persons whose first ever `start`
+//! event `s0` is in `[from, to)`, how many did `count` `event`s within
+//! `within` of `s0`, how long that took, and the same per ISO week of `s0`.
+//!
+//! Shape of the computation (see the crate doc):
+//! 1. scan `start` over all time before `to` → per person the first start
+//!    `s0` (a `Vec<i64>` indexed by [`PersonId`](crate::PersonId)); a person
+//!    whose first start is before `from` is not in the cohort, which is why
+//!    the scan cannot begin at `from`;
+//! 2. scan `event` over `[from, to + within)` — a qualifying event is at or
+//!    after some `s0 >= from` and at most `s0 + within < to + within` — and
+//!    group by person (counting sort) only the events inside the person's
+//!    own `[s0, s0 + within]`;
+//! 3. per cohort member: activated when they have at least `count` of
+//!    those; the time to activate is the `count`-th smallest minus `s0`
+//!    (a selection, not a sort);
+//! 4. fold members into per-week counts and durations, one map per rayon
+//!    task over blocks of persons, merged by adding counts and
+//!    concatenating durations;
+//! 5. the result: rates and medians.
+//!
+//! When `event` equals `start`, the start event itself is one of the
+//! qualifying events (it is at `s0`), as SPEC says.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tally_event::time::{DAY_MS, ms_to_date};
+
+use crate::error::QueryError;
+use crate::funnel::{BAR_WIDTH, ByPerson, check_window, group_by_person, ratio, thousands};
+use crate::median::median_seconds;
+use crate::params::RawParams;
+use crate::render::{Report, align, bar, human_duration, percent};
+use crate::source::{Scan, Source};
+
+/// `--within` when not given: 30 days.
+pub const DEFAULT_WITHIN_MS: i64 = 30 * DAY_MS;
+
+/// What to compute:
+/// `tally activation --start signup --event invoice_sent --count 2 --within 30d --from F --to T`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivationParams {
+    /// The event that puts a person in a cohort (their first ever one).
+    pub start: String,
+    /// The event that counts towards activation.
+    pub event: String,
+    /// How many `event`s activate (at least 1).
+    pub count: u32,
+    /// How long after `s0` they may happen (inclusive).
+    pub within_ms: i64,
+    /// Cohort from (inclusive), Unix milliseconds.
+    pub from: i64,
+    /// Cohort until (exclusive), Unix milliseconds.
+    pub to: i64,
+}
+
+impl ActivationParams {
+    /// Reads `start`, `event` (both required), `count` (default 1),
+    /// `within` (default 30d) and `from` / `to`. Leaves
+    /// [`RawParams::finish`] to the caller.
+    pub fn from_raw(raw: &mut RawParams, now_ms: i64) -> Result<Self, QueryError> {
+        let start = event_name(raw, "start")?;
+        let event = event_name(raw, "event")?;
+        let count = match raw.int("count", i64::MIN..=i64::MAX)? {
+            None => 1,
+            Some(n) if n < 1 => {
+                return Err(QueryError::bad(
+                    "count",
+                    format!("must be at least 1 (got {n})"),
+                ));
+            }
+            Some(n) => u32::try_from(n).map_err(|_| {
+                QueryError::bad("count", format!("{n} is too large (at most {})", u32::MAX))
+            })?,
+        };
+        let within_ms = raw.duration("within")?.unwrap_or(DEFAULT_WITHIN_MS);
+        check_window("within", within_ms)?;
+        let (from, to) = raw.range(now_ms)?;
+        Ok(ActivationParams {
+            start,
+            event,
+            count,
+            within_ms,
+            from,
+            to,
+        })
+    }
+
+    /// What [`run`] needs to be well defined (the remaining bounds are the
+    /// user-facing contract, checked by [`Self::from_raw`]).
+    fn validate(&self) -> Result<(), QueryError> {
+        if self.count < 1 {
+            return Err(QueryError::bad("count", "must be at least 1 (got 0)"));
+        }
+        Ok(())
+    }
+}
+
+/// A required event name; surrounding spaces are trimmed, as for `--steps`.
+fn event_name(raw: &mut RawParams, param: &str) -> Result<String, QueryError> {
+    let name = raw.required(param)?.trim().to_string();
+    if name.is_empty() {
+        return Err(QueryError::bad(
+            param,
+            "must not be empty (expected an event name)",
+        ));
+    }
+    Ok(name)
+}
+
+/// The answer, serializing exactly to the SPEC JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivationResult {
+    /// Persons whose first ever `start` is in `[from, to)`.
+    pub cohort_size: u64,
+    /// Of those, persons with `count` qualifying events.
+    pub activated: u64,
+    /// `activated / cohort_size`, 0 for an empty cohort.
+    pub rate: f64,
+    /// Median of the activated persons' times to activate, seconds.
+    pub median_seconds_to_activate: Option<f64>,
+    /// Per ISO week (Monday, UTC) of `s0`, oldest first; only non-empty weeks.
+    pub by_week: Vec<ActivationWeek>,
+}
+
+/// One week of an [`ActivationResult`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivationWeek {
+    /// The Monday, `YYYY-MM-DD`.
+    pub cohort: String,
+    /// Persons whose `s0` is in this week.
+    pub cohort_size: u64,
+    /// Of those, activated persons.
+    pub activated: u64,
+    /// `activated / cohort_size`.
+    pub rate: f64,
+}
+
+/// Marks "not in the cohort" in the per-person `s0` vector.
+const NOT_IN_COHORT: i64 = i64::MAX;
+
+/// Computes the activation.
+pub fn run(src: &dyn Source, p: &ActivationParams) -> Result<ActivationResult, QueryError> {
+    p.validate()?;
+    let Some(start_id) = src.name_id(&p.start) else {
+        return Ok(Weeks::new().finish());
+    };
+    if p.from >= p.to {
+        return Ok(Weeks::new().finish());
+    }
+
+    // Step 1: first ever start per person, then keep only the cohort.
+    let mut s0 = vec![NOT_IN_COHORT; src.person_count()];
+    for rows in src.scan(&Scan {
+        names: Some(&[start_id]),
+        from: i64::MIN,
+        to: p.to,
+    })? {
+        for (&person, &ts) in rows.person.iter().zip(&rows.ts) {
+            let person = person as usize;
+            if person >= s0.len() {
+                s0.resize(person + 1, NOT_IN_COHORT);
+            }
+            s0[person] = s0[person].min(ts);
+        }
+    }
+    for s in &mut s0 {
+        if !(p.from..p.to).contains(s) {
+            *s = NOT_IN_COHORT;
+        }
+    }
+
+    // Step 2: each member's qualifying events. An unknown `event` name
+    // leaves everybody with none.
+    let mut qualifying: ByPerson<i64> = match src.name_id(&p.event) {
+        None => group_by_person(s0.len(), &[], |_, _, _| None),
+        Some(event_id) => {
+            let rows = src.scan(&Scan {
+                names: Some(&[event_id]),
+                from: p.from,
+                to: p.to.saturating_add(p.within_ms),
+            })?;
+            group_by_person(s0.len(), &rows, |_, person, ts| {
+                let start = *s0.get(person as usize)?;
+                let inside = start != NOT_IN_COHORT && ts >= start && ts - start <= p.within_ms;
+                inside.then_some(ts)
+            })
+        }
+    };
+
+    // Steps 3 and 4, in parallel over blocks of persons.
+    let nth = p.count as usize - 1;
+    let weeks = qualifying
+        .blocks()
+        .into_par_iter()
+        .map(|mut block| {
+            let mut weeks = Weeks::new();
+            block.for_each(|person, ts| {
+                let Some(&start) = s0.get(person as usize) else {
+                    return;
+                };
+                if start == NOT_IN_COHORT {
+                    return;
+                }
+                let time_to_activate = (ts.len() > nth).then(|| {
+                    let (_, &mut at, _) = ts.select_nth_unstable(nth);
+                    at - start
+                });
+                weeks.add(monday_of(start), time_to_activate);
+            });
+            weeks
+        })
+        .reduce(Weeks::new, Weeks::merge);
+
+    Ok(weeks.finish())
+}
+
+/// The UTC day number (days since 1970-01-01) of the Monday starting the
+/// ISO week that contains `ms`.
+fn monday_of(ms: i64) -> i64 {
+    let day = ms.div_euclid(DAY_MS);
+    // 1970-01-01 was a Thursday: day 0 is 3 days after a Monday.
+    day - (day + 3).rem_euclid(7)
+}
+
+/// The mergeable intermediate: per week (Monday's day number), the cohort
+/// size and the activated members' times to activate (ms).
+struct Weeks(BTreeMap<i64, Week>);
+
+#[derive(Default)]
+struct Week {
+    size: u64,
+    times: Vec<i64>,
+}
+
+impl Weeks {
+    fn new() -> Self {
+        Weeks(BTreeMap::new())
+    }
+
+    fn add(&mut self, monday: i64, time_to_activate: Option<i64>) {
+        let week = self.0.entry(monday).or_default();
+        week.size += 1;
+        week.times.extend(time_to_activate);
+    }
+
+    fn merge(mut self, other: Weeks) -> Weeks {
+        for (monday, w) in other.0 {
+            let week = self.0.entry(monday).or_default();
+            week.size += w.size;
+            week.times.extend(w.times);
+        }
+        self
+    }
+
+    fn finish(self) -> ActivationResult {
+        let mut cohort_size = 0;
+        let mut all_times = Vec::new();
+        let mut by_week = Vec::with_capacity(self.0.len());
+        for (monday, w) in self.0 {
+            let activated = w.times.len() as u64;
+            cohort_size += w.size;
+            by_week.push(ActivationWeek {
+                cohort: ms_to_date(monday * DAY_MS).format("%Y-%m-%d").to_string(),
+                cohort_size: w.size,
+                activated,
+                rate: ratio(activated, w.size),
+            });
+            all_times.extend(w.times);
+        }
+        let activated = all_times.len() as u64;
+        ActivationResult {
+            cohort_size,
+            activated,
+            rate: ratio(activated, cohort_size),
+            median_seconds_to_activate: median_seconds(&mut all_times),
+            by_week,
+        }
+    }
+}
+
+impl Report for ActivationResult {
+    fn table(&self) -> String {
+        let mut out = String::new();
+        if self.cohort_size == 0 {
+            out.push_str("Nobody had their first start event in this range.\n");
+            return out;
+        }
+        let median = self
+            .median_seconds_to_activate
+            .map_or_else(|| "-".to_string(), human_duration);
+        out.push_str(&align(&[
+            vec!["Cohort".into(), thousands(self.cohort_size)],
+            vec!["Activated".into(), thousands(self.activated)],
+            vec!["Rate".into(), percent(self.rate)],
+            vec!["Median time to activate".into(), median],
+        ]));
+        out.push('\n');
+        let mut rows = vec![vec![
+            "week of".to_string(),
+            "cohort".into(),
+            "activated".into(),
+            "rate".into(),
+            String::new(),
+        ]];
+        for w in &self.by_week {
+            rows.push(vec![
+                w.cohort.clone(),
+                thousands(w.cohort_size),
+                thousands(w.activated),
+                percent(w.rate),
+                bar(w.rate, BAR_WIDTH),
+            ]);
+        }
+        out.push_str(&align(&rows));
+        out
+    }
+
+    fn csv(&self) -> String {
+        let mut out = String::from("cohort,cohort_size,activated,rate\n");
+        for w in &self.by_week {
+            let _ = writeln!(
+                out,
+                "{},{},{},{}",
+                w.cohort, w.cohort_size, w.activated, w.rate
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, Weekday};
+
+    #[test]
+    fn monday_of_matches_chrono() {
+        // Around the epoch, negative days, and a Sunday/Monday boundary.
+        for day in -20..40 {
+            for ms in [day * DAY_MS, day * DAY_MS + DAY_MS - 1] {
+                let date = ms_to_date(ms);
+                let monday = ms_to_date(monday_of(ms) * DAY_MS);
+                assert_eq!(monday.weekday(), Weekday::Mon);
+                assert_eq!(
+                    monday,
+                    date - chrono::Days::new(date.weekday().num_days_from_monday().into())
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,706 @@
+//! Funnel (SPEC §4): how many persons go through steps `A → B → C …` within
+//! a window after entering with `A` in `[from, to)`, and how long each step
+//! takes.
+//!
+//! Shape of the computation (see the crate doc):
+//! 1. scan the step names over `[from, to + window)` — an entry is at or
+//!    after `from`, and a later step of an entry before `to` is at most
+//!    `to - 1 ms + window`, so nothing outside that range can matter;
+//! 2. group the rows by person with a counting sort on the dense
+//!    [`PersonId`] into one flat array of `(slot, ts)` (no per-event maps);
+//! 3. per person: sort that small slice by `(slot, ts)` and walk it once to
+//!    get the person's *level* and *chain* (`walk`, which documents the
+//!    matching);
+//! 4. fold persons into a `Tally` (users per step and the step durations
+//!    of every chain), one per rayon task over blocks of persons, merged by
+//!    adding counts and concatenating durations;
+//! 5. the result: conversion rates and medians.
+//!
+//! A *slot* is a distinct step name: `view,view,buy` has slots `view` (0)
+//! and `buy` (1). Slots are numbered in order of first appearance, so the
+//! entry step is always slot 0.
+
+use std::fmt::Write as _;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize, Serializer};
+use tally_event::time::{DAY_MS, format_rfc3339};
+
+use crate::error::QueryError;
+use crate::median::median_seconds;
+use crate::params::RawParams;
+use crate::render::{Report, align, bar, csv_field, human_duration, percent};
+use crate::source::{NameId, PersonId, Rows, Scan, Source};
+
+/// Fewest `--steps`.
+pub const MIN_STEPS: usize = 2;
+/// Most `--steps`.
+pub const MAX_STEPS: usize = 20;
+/// `--window` when not given: 14 days.
+pub const DEFAULT_WINDOW_MS: i64 = 14 * DAY_MS;
+/// Shortest `--window` / `--within`: 1 second.
+pub const MIN_WINDOW_MS: i64 = 1000;
+/// Longest `--window` / `--within`: 3650 days.
+pub const MAX_WINDOW_MS: i64 = 3650 * DAY_MS;
+
+/// What to compute: `tally funnel --steps A,B,C --window 7d --from F --to T`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunnelParams {
+    /// Event names, in funnel order (2 to 20, names may repeat).
+    pub steps: Vec<String>,
+    /// The last step must be at most this long after the first (inclusive).
+    pub window_ms: i64,
+    /// Entries from (inclusive), Unix milliseconds.
+    pub from: i64,
+    /// Entries until (exclusive), Unix milliseconds.
+    pub to: i64,
+}
+
+impl FunnelParams {
+    /// Reads `steps` (required), `window` (default 14d) and `from` / `to`.
+    /// Leaves [`RawParams::finish`] to the caller.
+    pub fn from_raw(raw: &mut RawParams, now_ms: i64) -> Result<Self, QueryError> {
+        let steps = parse_steps(&raw.required("steps")?)?;
+        let window_ms = raw.duration("window")?.unwrap_or(DEFAULT_WINDOW_MS);
+        check_window("window", window_ms)?;
+        let (from, to) = raw.range(now_ms)?;
+        Ok(FunnelParams {
+            steps,
+            window_ms,
+            from,
+            to,
+        })
+    }
+
+    /// What [`run`] needs to be well defined (the remaining bounds are the
+    /// user-facing contract, checked by [`Self::from_raw`]).
+    fn validate(&self) -> Result<(), QueryError> {
+        check_step_count(self.steps.len())
+    }
+}
+
+const STEPS_EXPECTED: &str = "expected 2 to 20 comma-separated event names, e.g. signup,purchase";
+
+/// `signup, activate ,purchase` → three names. Spaces around a name are
+/// trimmed (the way people type lists); an empty name is an error.
+fn parse_steps(value: &str) -> Result<Vec<String>, QueryError> {
+    let steps: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
+    if steps.iter().any(String::is_empty) {
+        return Err(QueryError::bad(
+            "steps",
+            format!("'{value}' contains an empty step name ({STEPS_EXPECTED})"),
+        ));
+    }
+    check_step_count(steps.len())?;
+    Ok(steps)
+}
+
+fn check_step_count(n: usize) -> Result<(), QueryError> {
+    if (MIN_STEPS..=MAX_STEPS).contains(&n) {
+        Ok(())
+    } else {
+        let s = if n == 1 { "" } else { "s" };
+        Err(QueryError::bad(
+            "steps",
+            format!("{n} step{s} given ({STEPS_EXPECTED})"),
+        ))
+    }
+}
+
+/// Checks a `--window` / `--within` duration against 1 s ..= 3650 d.
+pub(crate) fn check_window(param: &str, ms: i64) -> Result<(), QueryError> {
+    if (MIN_WINDOW_MS..=MAX_WINDOW_MS).contains(&ms) {
+        Ok(())
+    } else {
+        Err(QueryError::bad(
+            param,
+            format!(
+                "{} is out of range (expected 1s to 3650d)",
+                human_duration(ms as f64 / 1000.0)
+            ),
+        ))
+    }
+}
+
+/// The answer, serializing exactly to the SPEC JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunnelResult {
+    /// The window in seconds (a whole number is written without `.0`).
+    #[serde(serialize_with = "whole_as_integer")]
+    pub window_seconds: f64,
+    /// `--from`, RFC 3339 UTC.
+    pub from: String,
+    /// `--to`, RFC 3339 UTC.
+    pub to: String,
+    /// One entry per step, in order.
+    pub steps: Vec<FunnelStep>,
+}
+
+/// One step of a [`FunnelResult`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunnelStep {
+    /// The step's event name.
+    pub event: String,
+    /// Persons whose level is at least this step.
+    pub users: u64,
+    /// `users` / previous step's `users` (step 1: 1, or 0 if nobody entered).
+    pub conversion_from_previous: f64,
+    /// `users` / step 1's `users` (step 1: 1, or 0 if nobody entered).
+    pub conversion_from_first: f64,
+    /// Median time from the previous step in the persons' chains, seconds;
+    /// `null` for step 1 and for steps nobody reached.
+    pub median_seconds_from_previous: Option<f64>,
+}
+
+/// Writes `604800.0` as `604800`: the window is a whole number of seconds
+/// whenever it came from a duration flag, and reads best that way.
+fn whole_as_integer<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
+/// Computes the funnel.
+pub fn run(src: &dyn Source, p: &FunnelParams) -> Result<FunnelResult, QueryError> {
+    p.validate()?;
+
+    // Distinct step names become slots; unknown names keep their slot (so
+    // step indexes stay right) but have no rows.
+    let mut slot_names: Vec<&str> = Vec::new();
+    let mut step_slot: Vec<u8> = Vec::with_capacity(p.steps.len());
+    for step in &p.steps {
+        let slot = match slot_names.iter().position(|n| n == step) {
+            Some(s) => s,
+            None => {
+                slot_names.push(step);
+                slot_names.len() - 1
+            }
+        };
+        step_slot.push(slot as u8);
+    }
+    let slot_ids: Vec<Option<NameId>> = slot_names.iter().map(|n| src.name_id(n)).collect();
+    let scan_ids: Vec<NameId> = slot_ids.iter().flatten().copied().collect();
+
+    // (A negative window, possible only without `from_raw`, joins nothing
+    // but must not cut entries off.)
+    let scan_to = p.to.saturating_add(p.window_ms.max(0));
+    // Nobody can enter when the entry name was never seen or the range is empty.
+    let rows = if slot_ids[0].is_none() || p.from >= p.to {
+        Vec::new()
+    } else {
+        src.scan(&Scan {
+            names: Some(&scan_ids),
+            from: p.from,
+            to: scan_to,
+        })?
+    };
+
+    // Step 2: counting sort by person. The filter on `ts` only guards
+    // against a store that hands back more than asked.
+    let row_slot: Vec<Option<u8>> = rows
+        .iter()
+        .map(|r| {
+            slot_ids
+                .iter()
+                .position(|&id| id == Some(r.name))
+                .map(|s| s as u8)
+        })
+        .collect();
+    let mut grouped = group_by_person(src.person_count(), &rows, |k, _, ts| {
+        let slot = row_slot[k]?;
+        (p.from..scan_to).contains(&ts).then_some(Ev { slot, ts })
+    });
+    drop(rows);
+
+    // Steps 3 and 4, in parallel over blocks of persons.
+    let plan = Plan {
+        step_slot,
+        slots: slot_names.len(),
+        from: p.from,
+        to: p.to,
+        window_ms: p.window_ms,
+    };
+    let n = p.steps.len();
+    let tally = grouped
+        .blocks()
+        .into_par_iter()
+        .map(|mut block| {
+            let mut tally = Tally::new(n);
+            let mut chain = [0i64; MAX_STEPS];
+            block.for_each(|_, evs| {
+                // Persons who never entered cost one pass, not a sort.
+                if !evs
+                    .iter()
+                    .any(|e| e.slot == 0 && (p.from..p.to).contains(&e.ts))
+                {
+                    return;
+                }
+                evs.sort_unstable();
+                let level = walk(&plan, evs, &mut chain);
+                tally.add(level, &chain);
+            });
+            tally
+        })
+        .reduce(|| Tally::new(n), Tally::merge);
+
+    Ok(tally.finish(p))
+}
+
+/// One scanned event: which slot (step name) and when. Ordered by slot,
+/// then time, which is how [`walk`] wants a person's events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Ev {
+    slot: u8,
+    ts: i64,
+}
+
+/// The parameters as [`walk`] needs them.
+struct Plan {
+    /// The slot of each step.
+    step_slot: Vec<u8>,
+    /// Number of distinct step names.
+    slots: usize,
+    from: i64,
+    to: i64,
+    window_ms: i64,
+}
+
+/// One person's level (0 when they never entered) and chain: `chain[k]` is
+/// the time of step `k` for `k < level`.
+///
+/// `evs` must be sorted by `(slot, ts)`.
+///
+/// # Matching
+///
+/// From an entry at `t1`, the greedy match takes for each step `j` in turn
+/// the earliest event of step `j`'s name that is at or after step `j - 1`'s
+/// time and not already used by this chain; it stops at the first step
+/// whose pick is missing or later than `t1 + window`. Greedy is optimal: an
+/// exchange argument turns any valid chain into one whose picks are no
+/// earlier than the greedy ones, so the greedy chain reaches the highest
+/// level of that entry, and its picks are the "earliest qualifying events"
+/// of SPEC §4.
+///
+/// Within one slot the picks of a chain are in increasing position order,
+/// so "not already used" is simply "after this chain's last pick of that
+/// slot" (`next_free`). Which of several events with equal `(slot, ts)` is
+/// taken does not matter, so an entry is represented by the first event of
+/// its timestamp, which makes earlier same-time events of slot 0 available
+/// to later steps (`view@0, view@0, buy@0` reaches level 3).
+///
+/// # Cost
+///
+/// Entries at the same timestamp have identical chains, so each timestamp
+/// is walked once. And the greedy pick of every step is monotone in the
+/// entry: by induction over `j`, a later entry's pick for step `j` is at
+/// the same or a later position (its lower bounds, the previous pick's time
+/// and the slot's `next_free`, are both no smaller). So `pick[j]`, kept
+/// across entries, is where the search for step `j` resumes, and each
+/// slot's events are stepped over at most once per step: the walk is
+/// O((events + entries) × steps) for a person, with no quadratic blow-up
+/// for persons with thousands of entries.
+///
+/// # Chain
+///
+/// Among the entries reaching the person's level, the chain is the one
+/// completing earliest; entries are walked oldest first and a tie replaces
+/// the previous best, so the latest of the earliest-completing entries
+/// wins (SPEC: "browse, browse, buy" measures from the last browse).
+fn walk(plan: &Plan, evs: &[Ev], chain: &mut [i64; MAX_STEPS]) -> usize {
+    // Each slot's events are a time-sorted run `evs[bounds[s]..bounds[s + 1]]`.
+    let mut bounds = [0usize; MAX_STEPS + 1];
+    for (s, b) in bounds.iter_mut().enumerate().take(plan.slots + 1) {
+        *b = evs.partition_point(|e| usize::from(e.slot) < s);
+    }
+    let run = |s: usize| &evs[bounds[s]..bounds[s + 1]];
+
+    let entries = run(0);
+    let mut e = entries.partition_point(|x| x.ts < plan.from);
+    let end = entries.partition_point(|x| x.ts < plan.to);
+
+    let steps = plan.step_slot.len();
+    // Position (within its slot's run) of each step's greedy pick for the
+    // previous entry: a lower bound for the current entry's pick.
+    let mut pick = [0usize; MAX_STEPS];
+    let mut cur = [0i64; MAX_STEPS];
+    let mut best_level = 0;
+    let mut best_done = i64::MAX;
+    while e < end {
+        let t1 = entries[e].ts;
+        let deadline = t1.saturating_add(plan.window_ms);
+        // First unused position per slot for this chain; the entry uses `e`.
+        let mut next_free = [0usize; MAX_STEPS];
+        next_free[0] = e + 1;
+        cur[0] = t1;
+        let mut level = 1;
+        for j in 1..steps {
+            let s = usize::from(plan.step_slot[j]);
+            let events = run(s);
+            let mut i = pick[j].max(next_free[s]);
+            while i < events.len() && events[i].ts < cur[j - 1] {
+                i += 1;
+            }
+            pick[j] = i;
+            if i == events.len() || events[i].ts > deadline {
+                break;
+            }
+            next_free[s] = i + 1;
+            cur[j] = events[i].ts;
+            level += 1;
+        }
+        let done = cur[level - 1];
+        if level > best_level || (level == best_level && done <= best_done) {
+            best_level = level;
+            best_done = done;
+            chain[..level].copy_from_slice(&cur[..level]);
+        }
+        // The next entry timestamp (same-time entries have the same chain).
+        while e < end && entries[e].ts == t1 {
+            e += 1;
+        }
+    }
+    best_level
+}
+
+/// The mergeable intermediate: per step, how many persons reached it and
+/// the step durations (ms) of their chains.
+struct Tally {
+    users: Vec<u64>,
+    /// `gaps[k]` = `t_k - t_(k-1)` of every chain reaching step `k`
+    /// (`gaps[0]` stays empty).
+    gaps: Vec<Vec<i64>>,
+}
+
+impl Tally {
+    fn new(steps: usize) -> Self {
+        Tally {
+            users: vec![0; steps],
+            gaps: vec![Vec::new(); steps],
+        }
+    }
+
+    fn add(&mut self, level: usize, chain: &[i64]) {
+        for k in 0..level {
+            self.users[k] += 1;
+            if k > 0 {
+                self.gaps[k].push(chain[k] - chain[k - 1]);
+            }
+        }
+    }
+
+    fn merge(mut self, mut other: Tally) -> Tally {
+        if self.gaps.iter().map(Vec::len).sum::<usize>()
+            < other.gaps.iter().map(Vec::len).sum::<usize>()
+        {
+            std::mem::swap(&mut self, &mut other);
+        }
+        for (a, b) in self.users.iter_mut().zip(&other.users) {
+            *a += b;
+        }
+        for (a, b) in self.gaps.iter_mut().zip(other.gaps) {
+            a.extend(b);
+        }
+        self
+    }
+
+    fn finish(mut self, p: &FunnelParams) -> FunnelResult {
+        let entered = self.users[0];
+        let steps = p
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(k, event)| {
+                let users = self.users[k];
+                let previous = if k == 0 { entered } else { self.users[k - 1] };
+                FunnelStep {
+                    event: event.clone(),
+                    users,
+                    conversion_from_previous: ratio(users, previous),
+                    conversion_from_first: ratio(users, entered),
+                    median_seconds_from_previous: if k == 0 {
+                        None
+                    } else {
+                        median_seconds(&mut self.gaps[k])
+                    },
+                }
+            })
+            .collect();
+        FunnelResult {
+            window_seconds: p.window_ms as f64 / 1000.0,
+            from: format_rfc3339(p.from),
+            to: format_rfc3339(p.to),
+            steps,
+        }
+    }
+}
+
+/// `a / b`, 0 when `b` is 0.
+pub(crate) fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+// ---------------------------------------------------------------------------
+// Grouping rows by person (shared with activation).
+
+/// Items grouped by person: person `p`'s items are
+/// `items[offsets[p]..offsets[p + 1]]`.
+pub(crate) struct ByPerson<T> {
+    offsets: Vec<usize>,
+    items: Vec<T>,
+}
+
+/// A block of consecutive persons for one rayon task.
+pub(crate) struct Block<'a, T> {
+    first: usize,
+    /// `offsets[first..=last]` of the whole grouping (absolute positions).
+    offsets: &'a [usize],
+    items: &'a mut [T],
+}
+
+/// Blocks hold about this many items…
+const BLOCK_ITEMS: usize = 1 << 15;
+/// …or at most this many persons (persons without items cost little, but
+/// still something).
+const BLOCK_PERSONS: usize = 1 << 14;
+
+/// Groups the rows `pick` keeps by person, with a counting sort on the
+/// dense person id: two passes over the rows and one flat array, instead of
+/// a map per person. `pick(k, person, ts)` sees row `ts` of `rows[k]` and
+/// must answer the same both times it is asked.
+///
+/// Persons are `0..person_count`, or more if a row names a larger id.
+pub(crate) fn group_by_person<T: Copy + Default>(
+    person_count: usize,
+    rows: &[Rows],
+    pick: impl Fn(usize, PersonId, i64) -> Option<T>,
+) -> ByPerson<T> {
+    // Pass 1: count each person's items into `offsets[p + 1]`.
+    let mut offsets = vec![0usize; person_count + 1];
+    for (k, r) in rows.iter().enumerate() {
+        for (&person, &ts) in r.person.iter().zip(&r.ts) {
+            if pick(k, person, ts).is_some() {
+                let slot = person as usize + 1;
+                if slot >= offsets.len() {
+                    offsets.resize(slot + 1, 0);
+                }
+                offsets[slot] += 1;
+            }
+        }
+    }
+    // Prefix sums: `offsets[p]` becomes where person `p`'s items start.
+    for i in 1..offsets.len() {
+        offsets[i] += offsets[i - 1];
+    }
+    // Pass 2: scatter.
+    let mut items = vec![T::default(); *offsets.last().expect("never empty")];
+    let mut next = offsets[..offsets.len() - 1].to_vec();
+    for (k, r) in rows.iter().enumerate() {
+        for (&person, &ts) in r.person.iter().zip(&r.ts) {
+            if let Some(item) = pick(k, person, ts) {
+                let at = &mut next[person as usize];
+                items[*at] = item;
+                *at += 1;
+            }
+        }
+    }
+    ByPerson { offsets, items }
+}
+
+impl<T> ByPerson<T> {
+    /// Number of persons (with or without items).
+    pub(crate) fn persons(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Splits into blocks of whole persons that can be processed in parallel.
+    pub(crate) fn blocks(&mut self) -> Vec<Block<'_, T>> {
+        let persons = self.persons();
+        let offsets = &self.offsets;
+        let mut rest: &mut [T] = &mut self.items;
+        let mut blocks = Vec::new();
+        let mut first = 0;
+        while first < persons {
+            let mut last = first + 1;
+            while last < persons
+                && last - first < BLOCK_PERSONS
+                && offsets[last] - offsets[first] < BLOCK_ITEMS
+            {
+                last += 1;
+            }
+            let (items, tail) =
+                std::mem::take(&mut rest).split_at_mut(offsets[last] - offsets[first]);
+            blocks.push(Block {
+                first,
+                offsets: &offsets[first..=last],
+                items,
+            });
+            rest = tail;
+            first = last;
+        }
+        blocks
+    }
+}
+
+impl<T> Block<'_, T> {
+    /// Calls `f` with every person of the block and their items.
+    pub(crate) fn for_each(&mut self, mut f: impl FnMut(PersonId, &mut [T])) {
+        let base = self.offsets[0];
+        for (k, w) in self.offsets.windows(2).enumerate() {
+            f(
+                (self.first + k) as PersonId,
+                &mut self.items[w[0] - base..w[1] - base],
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Output.
+
+/// `1234567` → `1,234,567`.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Width of the bars in tables.
+pub(crate) const BAR_WIDTH: usize = 24;
+
+impl Report for FunnelResult {
+    fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Funnel: entries from {} to {}, window {}",
+            self.from,
+            self.to,
+            human_duration(self.window_seconds)
+        );
+        out.push('\n');
+        let mut rows = vec![vec![
+            "step".to_string(),
+            "users".into(),
+            "from previous".into(),
+            "overall".into(),
+            "median time".into(),
+            String::new(),
+        ]];
+        for (k, s) in self.steps.iter().enumerate() {
+            rows.push(vec![
+                format!("{}. {}", k + 1, s.event),
+                thousands(s.users),
+                percent(s.conversion_from_previous),
+                percent(s.conversion_from_first),
+                s.median_seconds_from_previous
+                    .map_or_else(|| "-".to_string(), human_duration),
+                bar(s.conversion_from_first, BAR_WIDTH),
+            ]);
+        }
+        out.push_str(&align(&rows));
+        match self.steps.first() {
+            Some(first) if first.users == 0 => {
+                out.push_str("\nNobody entered the funnel in this range.\n");
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn csv(&self) -> String {
+        let mut out = String::from(
+            "step,event,users,conversion_from_previous,conversion_from_first,median_seconds_from_previous\n",
+        );
+        for (k, s) in self.steps.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{}",
+                k + 1,
+                csv_field(&s.event),
+                s.users,
+                s.conversion_from_previous,
+                s.conversion_from_first,
+                s.median_seconds_from_previous
+                    .map_or_else(String::new, |m| m.to_string()),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping_keeps_each_persons_items_together() {
+        let rows = vec![
+            Rows {
+                name: 0,
+                person: vec![2, 0, 2],
+                ts: vec![10, 11, 12],
+                ..Rows::default()
+            },
+            Rows {
+                name: 1,
+                person: vec![0, 5],
+                ts: vec![13, 14],
+                ..Rows::default()
+            },
+        ];
+        // Person 5 is beyond `person_count`: the grouping grows.
+        let mut g = group_by_person(3, &rows, |k, _, ts| (ts != 12).then_some((k, ts)));
+        assert_eq!(g.persons(), 6);
+        let mut seen = Vec::new();
+        for mut b in g.blocks() {
+            b.for_each(|p, items| seen.push((p, items.to_vec())));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (0, vec![(0, 11), (1, 13)]),
+                (1, vec![]),
+                (2, vec![(0, 10)]),
+                (3, vec![]),
+                (4, vec![]),
+                (5, vec![(1, 14)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn blocks_cover_all_persons_once() {
+        let n = BLOCK_PERSONS * 2 + 7;
+        let rows = vec![Rows {
+            name: 0,
+            person: (0..n as u32).collect(),
+            ts: vec![1; n],
+            ..Rows::default()
+        }];
+        let mut g = group_by_person(n, &rows, |_, p, _| Some(p));
+        let mut count = 0;
+        for mut b in g.blocks() {
+            b.for_each(|p, items| {
+                assert_eq!(items, &[p]);
+                count += 1;
+            });
+        }
+        assert_eq!(count, n);
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+}

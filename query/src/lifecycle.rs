@@ -1,0 +1,282 @@
+//! Lifecycle / AARRR (SPEC §4): per stage, how many persons had an event of
+//! that stage in `[from, to)` and how many such events there were; plus the
+//! revenue block (net revenue, paying users, orders, AOV, ARPU).
+//!
+//! One scan of every name over `[from, to)`. Per person a `u16` of flags
+//! (one bit per stage, "active", "paying") lives in a vector indexed by
+//! person id; event counts and money are plain sums. Partial states per
+//! thread merge with `|` and `+`, so distinct persons are never
+//! double-counted across threads.
+//!
+//! Money is summed with Neumaier's compensated summation, so the totals do
+//! not depend (beyond the last bit) on the order the store returns rows in
+//! or on how the rows were split across threads.
+
+use serde::{Deserialize, Serialize};
+use tally_event::Stage;
+
+use crate::error::QueryError;
+use crate::params::RawParams;
+use crate::render::{Report, align, bar, csv_field, percent};
+use crate::retention::fold_rows;
+use crate::source::{Rows, Scan, Source};
+
+/// Parameters of `tally lifecycle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleParams {
+    /// Range start (inclusive), Unix ms.
+    pub from: i64,
+    /// Range end (exclusive), Unix ms.
+    pub to: i64,
+}
+
+impl LifecycleParams {
+    /// Reads `from` and `to`.
+    pub fn from_raw(raw: &mut RawParams, now_ms: i64) -> Result<Self, QueryError> {
+        let (from, to) = raw.range(now_ms)?;
+        Ok(LifecycleParams { from, to })
+    }
+}
+
+/// One stage's counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageCount {
+    /// The stage.
+    pub stage: Stage,
+    /// Distinct persons with an event of this stage in range.
+    pub users: u64,
+    /// Events of this stage in range.
+    pub events: u64,
+}
+
+/// The answer of `tally lifecycle`, exactly SPEC's JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleResult {
+    /// All seven stages, in lifecycle order (zeros included).
+    pub stages: Vec<StageCount>,
+    /// Distinct persons with any event in range.
+    pub active_users: u64,
+    /// Net revenue: every amount in range, refunds (negative) included.
+    pub revenue: f64,
+    /// Distinct persons with a positive amount in range.
+    pub paying_users: u64,
+    /// Events with a positive amount in range.
+    pub orders: u64,
+    /// Sum of positive amounts / orders; `null` without orders.
+    pub aov: Option<f64>,
+    /// Net revenue / active users; `null` without active users.
+    pub arpu: Option<f64>,
+}
+
+/// Bits of the per-person flags: stages use bits `0..7` (`code - 1`).
+const ACTIVE: u16 = 1 << 7;
+const PAYING: u16 = 1 << 8;
+
+/// Runs the lifecycle analysis.
+pub fn run(src: &dyn Source, p: &LifecycleParams) -> Result<LifecycleResult, QueryError> {
+    let rows = src.scan(&Scan {
+        names: None,
+        from: p.from,
+        to: p.to,
+    })?;
+    let persons = src.person_count();
+    let part = fold_rows(
+        &rows,
+        || Partial::new(persons),
+        Partial::add_rows,
+        Partial::merge,
+    );
+    Ok(part.finish())
+}
+
+/// A mergeable partial lifecycle.
+struct Partial {
+    flags: Vec<u16>,
+    events: [u64; 7],
+    revenue: Sum,
+    positive: Sum,
+    orders: u64,
+}
+
+impl Partial {
+    fn new(persons: usize) -> Self {
+        Partial {
+            flags: vec![0; persons],
+            events: [0; 7],
+            revenue: Sum::default(),
+            positive: Sum::default(),
+            orders: 0,
+        }
+    }
+
+    fn add_rows(&mut self, r: &Rows, range: std::ops::Range<usize>) {
+        for i in range {
+            let Some(flags) = self.flags.get_mut(r.person[i] as usize) else {
+                continue;
+            };
+            let mut f = ACTIVE;
+            let stage = r.stage[i];
+            if (1..=7).contains(&stage) {
+                self.events[usize::from(stage - 1)] += 1;
+                f |= 1 << (stage - 1);
+            }
+            let amount = r.revenue[i];
+            // NaN means "no revenue on this event".
+            if !amount.is_nan() {
+                self.revenue.add(amount);
+                if amount > 0.0 {
+                    self.positive.add(amount);
+                    self.orders += 1;
+                    f |= PAYING;
+                }
+            }
+            *flags |= f;
+        }
+    }
+
+    fn merge(mut self, other: Partial) -> Partial {
+        for (a, b) in self.flags.iter_mut().zip(other.flags) {
+            *a |= b;
+        }
+        for (a, b) in self.events.iter_mut().zip(other.events) {
+            *a += b;
+        }
+        self.revenue.merge(other.revenue);
+        self.positive.merge(other.positive);
+        self.orders += other.orders;
+        self
+    }
+
+    fn finish(self) -> LifecycleResult {
+        let mut users = [0u64; 7];
+        let (mut active, mut paying) = (0u64, 0u64);
+        for &f in &self.flags {
+            if f == 0 {
+                continue;
+            }
+            for (s, u) in users.iter_mut().enumerate() {
+                *u += u64::from(f >> s & 1);
+            }
+            active += u64::from(f & ACTIVE != 0);
+            paying += u64::from(f & PAYING != 0);
+        }
+        // `+ 0.0` turns a -0.0 into 0.0.
+        let revenue = self.revenue.value() + 0.0;
+        LifecycleResult {
+            stages: Stage::ALL
+                .iter()
+                .enumerate()
+                .map(|(s, &stage)| StageCount {
+                    stage,
+                    users: users[s],
+                    events: self.events[s],
+                })
+                .collect(),
+            active_users: active,
+            revenue,
+            paying_users: paying,
+            orders: self.orders,
+            aov: (self.orders > 0).then(|| self.positive.value() / self.orders as f64),
+            arpu: (active > 0).then(|| revenue / active as f64),
+        }
+    }
+}
+
+/// Neumaier-compensated sum.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl Sum {
+    fn add(&mut self, x: f64) {
+        let t = self.sum + x;
+        if self.sum.abs() >= x.abs() {
+            self.compensation += (self.sum - t) + x;
+        } else {
+            self.compensation += (x - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    fn merge(&mut self, other: Sum) {
+        self.add(other.sum);
+        self.compensation += other.compensation;
+    }
+
+    fn value(self) -> f64 {
+        self.sum + self.compensation
+    }
+}
+
+/// Money with two decimals, `—` when absent.
+fn money(x: Option<f64>) -> String {
+    x.map_or_else(|| "—".into(), |v| format!("{v:.2}"))
+}
+
+/// A number as CSV shows it (shortest round-trip form), empty when absent.
+fn csv_number(x: Option<f64>) -> String {
+    x.map(|v| v.to_string()).unwrap_or_default()
+}
+
+impl Report for LifecycleResult {
+    fn table(&self) -> String {
+        let share = |users: u64| {
+            if self.active_users == 0 {
+                0.0
+            } else {
+                users as f64 / self.active_users as f64
+            }
+        };
+        let mut rows = vec![vec![
+            "stage".to_string(),
+            "users".to_string(),
+            "events".to_string(),
+            "of active".to_string(),
+            String::new(),
+        ]];
+        for s in &self.stages {
+            rows.push(vec![
+                s.stage.to_string(),
+                s.users.to_string(),
+                s.events.to_string(),
+                percent(share(s.users)),
+                bar(share(s.users), 20),
+            ]);
+        }
+        let mut out = align(&rows);
+        out.push('\n');
+        out.push_str(&align(&[
+            vec!["active users".into(), self.active_users.to_string()],
+            vec!["revenue (net)".into(), money(Some(self.revenue))],
+            vec!["paying users".into(), self.paying_users.to_string()],
+            vec!["orders".into(), self.orders.to_string()],
+            vec!["AOV".into(), money(self.aov)],
+            vec!["ARPU".into(), money(self.arpu)],
+        ]));
+        out
+    }
+
+    /// One row per stage; the range-wide totals (which belong to no stage)
+    /// are repeated on every row, so the CSV stays one rectangular table.
+    fn csv(&self) -> String {
+        let mut out =
+            String::from("stage,users,events,active_users,revenue,paying_users,orders,aov,arpu\n");
+        for s in &self.stages {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{}\n",
+                csv_field(s.stage.as_str()),
+                s.users,
+                s.events,
+                self.active_users,
+                self.revenue,
+                self.paying_users,
+                self.orders,
+                csv_number(self.aov),
+                csv_number(self.arpu),
+            ));
+        }
+        out
+    }
+}
