@@ -1,1 +1,3 @@
-//! placeholder
+//! Shared pieces of Tally's benchmarks: deterministic synthetic events.
+
+pub mod synth;

@@ -100,8 +100,11 @@ struct QueryArgs {
     /// Data directory (when no collector holds it) [default: ./tally-data]
     #[arg(long)]
     data: Option<PathBuf>,
-    /// URL of a running collector, e.g. http://127.0.0.1:8080
-    #[arg(long, env = "TALLY_SERVER", conflicts_with = "data")]
+    /// URL of a running collector, e.g. http://127.0.0.1:8080 (TALLY_SERVER
+    /// when neither --server nor --data is given)
+    // Not `env = "TALLY_SERVER"`: clap would then refuse an explicit
+    // `--data` as conflicting whenever the variable is set.
+    #[arg(long, conflicts_with = "data")]
     server: Option<String>,
     /// Read key of the collector
     #[arg(long, env = "TALLY_READ_KEY", hide_env_values = true)]
@@ -267,7 +270,12 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
 }
 
 fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
-    let mut config = Config::load(a.config.as_deref(), std::env::vars())?;
+    // A bad setting (flag, variable or tally.toml value) is a usage error.
+    let usage = |e: Error| match e {
+        Error::Config(_) => Failure::Usage(e.to_string()),
+        other => other.into(),
+    };
+    let mut config = Config::load(a.config.as_deref(), std::env::vars()).map_err(usage)?;
     if let Some(d) = a.data {
         config.data = d;
     }
@@ -283,6 +291,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
     if let Some(c) = a.cache_mb {
         config.cache_mb = c;
     }
+    config.validate().map_err(usage)?;
     let data = config.data.clone();
     actix_web::rt::System::new().block_on(async move {
         let running = crate::http::start(config)?;
@@ -403,7 +412,15 @@ fn analysis(
             pairs.push((k.to_string(), v.clone()));
         }
     }
-    let out = match &q.server {
+    // An explicit --data wins over TALLY_SERVER from the environment.
+    let server = q.server.clone().or_else(|| {
+        q.data
+            .is_none()
+            .then(|| std::env::var("TALLY_SERVER").ok())
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+    });
+    let out = match &server {
         Some(server) => {
             let key = q.key.as_deref().ok_or_else(|| {
                 Failure::Usage("--key (or TALLY_READ_KEY) is required with --server".into())

@@ -51,7 +51,7 @@ pub fn import(
         scope.spawn(move || read_chunks(input, &tx, progress));
         for chunk in rx {
             let chunk = chunk?;
-            let outcomes = store.append(&chunk.events)?;
+            let outcomes = store.append(chunk.events)?;
             let dup = outcomes
                 .iter()
                 .filter(|o| **o == Outcome::Duplicate)
@@ -125,7 +125,8 @@ fn read_chunks(
 /// `None` for a blank line.
 fn validate_line(buf: &[u8], received_at: i64) -> Option<Result<Event, String>> {
     let text = match std::str::from_utf8(buf) {
-        Ok(t) => t.trim(),
+        // A byte order mark (files saved by some Windows editors) is not content.
+        Ok(t) => t.trim_start_matches('\u{feff}').trim(),
         Err(e) => {
             return Some(Err(format!(
                 "line is not UTF-8 (at byte {})",

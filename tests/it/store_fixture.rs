@@ -81,7 +81,7 @@ fn write_fixture() {
     let events = fixture_events();
     // Two appends, so the fixture holds more than one commit.
     let (a, b) = events.split_at(events.len() / 2);
-    store.append(a).unwrap();
-    store.append(b).unwrap();
+    store.append(a.to_vec()).unwrap();
+    store.append(b.to_vec()).unwrap();
     store.sync().unwrap();
 }

@@ -26,8 +26,9 @@ pub fn check(req: &HttpRequest, keys: &Keys, need: Need) -> Result<(), ApiError>
         .to_str()
         .ok()
         .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+            // The auth scheme is case-insensitive (RFC 9110 §11.1).
+            let (scheme, key) = v.trim_start().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(key)
         })
         .map(str::trim)
         .ok_or_else(|| {

@@ -13,10 +13,11 @@ mod query;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use actix_web::dev::{Server, Service};
-use actix_web::http::StatusCode;
+use actix_web::http::{ConnectionType, StatusCode};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures_util::FutureExt;
 
@@ -89,14 +90,29 @@ pub fn start(config: Config) -> Result<Running, Error> {
         store,
         metrics: Metrics::default(),
     });
+    // Set when SIGTERM / SIGINT arrives, before the server stops.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let stopping_flag = stopping.clone();
     let mut server = HttpServer::new(move || {
+        let stopping = stopping_flag.clone();
         App::new()
             .app_data(state.clone())
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |req, srv| {
                 let started = Instant::now();
                 let state = req.app_data::<web::Data<AppState>>().cloned();
                 let path = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-                srv.call(req).map(move |res| {
+                let stopping = stopping.clone();
+                srv.call(req).map(move |mut res| {
+                    // While stopping, close each connection after its answer:
+                    // a client that keeps sending on a kept-alive connection
+                    // would otherwise hold the graceful shutdown open.
+                    if stopping.load(Ordering::Relaxed)
+                        && let Ok(res) = &mut res
+                    {
+                        res.response_mut()
+                            .head_mut()
+                            .set_connection_type(ConnectionType::Close);
+                    }
                     if let (Some(state), Ok(res)) = (&state, &res) {
                         state
                             .metrics
@@ -112,12 +128,33 @@ pub fn start(config: Config) -> Result<Running, Error> {
             })
             .service(endpoint("/v1/track", web::post().to(ingest::track)))
             .service(endpoint("/v1/batch", web::post().to(ingest::batch)))
-            .service(endpoint("/v1/{analysis}", web::get().to(query::analysis)))
+            .service(
+                web::resource("/v1/{analysis}")
+                    .route(web::get().to(query::analysis))
+                    .default_service(web::to(|req: HttpRequest| async move {
+                        // Another method on an analysis is 405; any method on
+                        // a name that is no endpoint (POST /v1/identify) is 404.
+                        let name = req.match_info().get("analysis").unwrap_or_default();
+                        Err::<HttpResponse, _>(if crate::analysis::NAMES.contains(&name) {
+                            ApiError::MethodNotAllowed(format!(
+                                "{} is not allowed on {}",
+                                req.method(),
+                                req.path()
+                            ))
+                        } else {
+                            ApiError::NotFound(format!("no endpoint {}", req.path()))
+                        })
+                    })),
+            )
             .service(endpoint("/healthz", web::get().to(healthz)))
             .service(endpoint("/metrics", web::get().to(metrics)))
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<HttpResponse, _>(ApiError::NotFound(format!("no endpoint {}", req.path())))
             }))
+    })
+    .shutdown_signal(async move {
+        stop_signal().await;
+        stopping.store(true, Ordering::Relaxed);
     })
     .shutdown_timeout(30);
     if let Some(w) = config.workers {
@@ -137,6 +174,35 @@ pub fn start(config: Config) -> Result<Running, Error> {
         server: server.run(),
         writer,
     })
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C); both stop gracefully, letting
+/// in-flight requests finish (actix's own handling cuts them on SIGINT).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                let name = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                tracing::info!("{name} received; finishing in-flight requests, then stopping");
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!("cannot listen for SIGTERM/SIGINT: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn endpoint(path: &'static str, route: actix_web::Route) -> actix_web::Resource {

@@ -17,10 +17,24 @@ pub async fn analysis(
         return Err(ApiError::NotFound(format!("no endpoint /v1/{name}")));
     }
     auth::check(&req, &state.keys, Need::Read)?;
-    let pairs: Vec<(String, String)> =
+    let mut pairs: Vec<(String, String)> =
         web::Query::<Vec<(String, String)>>::from_query(req.query_string())
             .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?
-            .into_inner();
+            .into_inner()
+            .into_iter()
+            .map(|(k, v)| {
+                let v = restore_offset_plus(&k, v);
+                (k, v)
+            })
+            .collect();
+    // `format` is a CLI flag too; over HTTP the answer is always JSON, so
+    // `format=json` is accepted and anything else is refused.
+    if let Some((_, v)) = pairs.iter().find(|(k, v)| k == "format" && v != "json") {
+        return Err(ApiError::BadRequest(format!(
+            "--format: '{v}' is not available over HTTP (answers are JSON; give format=json or nothing)"
+        )));
+    }
+    pairs.retain(|(k, _)| k != "format");
     let store = state.store.clone();
     let json = web::block(move || crate::analysis::run_json(&name, pairs, &*store))
         .await
@@ -32,4 +46,28 @@ pub async fn analysis(
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(json))
+}
+
+/// In a query string `+` decodes to a space, so an unencoded
+/// `from=2026-01-31T00:00:00+02:00` arrives as `...00:00:00 02:00`. A time
+/// never contains a space, so for the time parameters a space right before
+/// a trailing `hh:mm` is read back as the `+` the user typed.
+fn restore_offset_plus(name: &str, value: String) -> String {
+    if !matches!(name, "from" | "to" | "as-of" | "as_of") {
+        return value;
+    }
+    let b = value.as_bytes();
+    let n = b.len();
+    let offset = n >= 7
+        && b[n - 6] == b' '
+        && b[n - 5].is_ascii_digit()
+        && b[n - 4].is_ascii_digit()
+        && b[n - 3] == b':'
+        && b[n - 2].is_ascii_digit()
+        && b[n - 1].is_ascii_digit();
+    if offset {
+        format!("{}+{}", &value[..n - 6], &value[n - 5..])
+    } else {
+        value
+    }
 }

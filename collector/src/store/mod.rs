@@ -29,7 +29,7 @@ pub trait EventStore: Source + Send + Sync + 'static {
     /// Appends validated events in order, deduplicating by id (against the
     /// store and within `events`: the first occurrence wins). The result has
     /// one outcome per event. Not durable until [`EventStore::sync`].
-    fn append(&self, events: &[Event]) -> Result<Vec<Outcome>, Error>;
+    fn append(&self, events: Vec<Event>) -> Result<Vec<Outcome>, Error>;
 
     /// Makes everything appended so far durable on disk (fsync'd).
     fn sync(&self) -> Result<(), Error>;

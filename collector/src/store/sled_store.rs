@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use tally_event::Event;
 use tally_query::{NameId, QueryError, Rows, Scan, Source};
 
-use super::codec::{self, ColumnBlock, meta, prefix};
+use super::codec::{self, ColumnBlock, IdBucket, IdSuffix, meta, prefix};
 use super::{EventStore, Outcome};
 use crate::error::Error;
 
@@ -144,6 +144,27 @@ impl SledStore {
         })
     }
 
+    /// The stored dedup buckets of every id in `events` (empty where none
+    /// is stored), each with room for the ids this append adds.
+    #[allow(clippy::type_complexity)]
+    fn load_id_buckets(
+        &self,
+        events: &[Event],
+    ) -> Result<HashMap<[u8; 1 + codec::ID_BUCKET_PREFIX], (IdBucket, Vec<IdSuffix>)>, Error> {
+        let mut buckets = HashMap::new();
+        for e in events {
+            let key = codec::id_bucket_key(&e.id);
+            if let std::collections::hash_map::Entry::Vacant(slot) = buckets.entry(key) {
+                let stored = match self.db.get(key)? {
+                    Some(v) => IdBucket::decode(&v)?,
+                    None => IdBucket::default(),
+                };
+                slot.insert((stored, Vec::new()));
+            }
+        }
+        Ok(buckets)
+    }
+
     /// fsyncs sled's log file and any blob file not yet fsync'd. Needed
     /// because sled 0.34 only uses `sync_file_range`, which does not flush
     /// the device's write cache (sled issue #1452), and writes blobs without
@@ -209,26 +230,30 @@ impl WriterState {
 }
 
 impl EventStore for SledStore {
-    fn append(&self, events: &[Event]) -> Result<Vec<Outcome>, Error> {
+    fn append(&self, events: Vec<Event>) -> Result<Vec<Outcome>, Error> {
         let mut guard = self.writer.lock().expect("writer lock");
         if guard.is_none() {
             *guard = Some(self.load_writer_state()?);
         }
         let w = guard.as_mut().expect("just loaded");
         let mut batch = sled::Batch::default();
+        let mut buckets = self.load_id_buckets(&events)?;
         let mut seen = HashSet::with_capacity(events.len());
         let mut outcomes = Vec::with_capacity(events.len());
         let mut touched_names = HashSet::new();
         let mut raw_sealed = Vec::new();
 
         for e in events {
-            let id_key = codec::id_key(&e.id);
-            if !seen.insert(e.id) || self.db.contains_key(id_key)? {
+            let bucket = buckets
+                .get_mut(&codec::id_bucket_key(&e.id))
+                .expect("every event's bucket was loaded");
+            let suffix = codec::id_suffix(&e.id);
+            if !seen.insert(e.id) || bucket.0.contains(&suffix) {
                 outcomes.push(Outcome::Duplicate);
                 continue;
             }
             outcomes.push(Outcome::Accepted);
-            batch.insert(&id_key, &[]);
+            bucket.1.push(suffix);
             let person =
                 WriterState::intern(&mut w.persons, e.person(), prefix::PERSON, &mut batch);
             let name = WriterState::intern(&mut w.names, &e.event, prefix::NAME, &mut batch);
@@ -246,7 +271,7 @@ impl EventStore for SledStore {
                 touched_names.remove(&name);
             }
 
-            w.raw_tail.1.push(e.clone());
+            w.raw_tail.1.push(e);
             if w.raw_tail.1.len() >= RAW_BLOCK_EVENTS {
                 let seq = w.take_seq();
                 let full = std::mem::replace(&mut w.raw_tail, (seq, Vec::new()));
@@ -264,6 +289,12 @@ impl EventStore for SledStore {
             .collect();
         for (seq, bytes) in raw {
             batch.insert(&codec::raw_key(seq), bytes);
+        }
+        for (key, (mut bucket, new)) in buckets {
+            if !new.is_empty() {
+                bucket.extend(&new);
+                batch.insert(&key, bucket.encode());
+            }
         }
         for name in touched_names {
             let (seq, block) = &w.column_tails[&name];

@@ -165,27 +165,30 @@ fn append_loop(
                 Err(_) => break,
             }
         }
-        let events: Vec<Event> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
-        match store.append(&events) {
+        let mut events = Vec::with_capacity(total);
+        let mut waiting = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            waiting.push((j.reply, j.events.len()));
+            events.extend(j.events);
+        }
+        let n = events.len();
+        match store.append(events) {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
-                let replies = jobs
+                let replies = waiting
                     .into_iter()
-                    .map(|j| {
-                        let mine: Vec<Outcome> = outcomes.by_ref().take(j.events.len()).collect();
-                        (j.reply, mine)
-                    })
+                    .map(|(reply, len)| (reply, outcomes.by_ref().take(len).collect()))
                     .collect();
                 if sync_tx.send(Pending { replies }).is_err() {
                     return;
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = events.len(), "append failed");
+                tracing::error!(error = %e, events = n, "append failed");
                 healthy.store(false, Ordering::Relaxed);
                 let e = Arc::new(e);
-                for j in jobs {
-                    let _ = j.reply.send(Err(e.clone()));
+                for (reply, _) in waiting {
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }
