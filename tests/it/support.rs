@@ -439,3 +439,49 @@ pub fn assert_close(actual: &serde_json::Value, expected: f64, what: &str) {
         "{what}: got {a}, expected {expected}"
     );
 }
+
+/// Asserts `actual` has exactly the shape of `expected` (same object keys,
+/// same array lengths, same strings / booleans / nulls) and the same
+/// numbers within 1e-9; `at` names the place for messages.
+pub fn assert_json_matches(actual: &serde_json::Value, expected: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => {
+            let ak: Vec<&String> = a.keys().collect();
+            let ek: Vec<&String> = e.keys().collect();
+            assert_eq!(ak, ek, "{at}: keys differ in {actual}");
+            for (k, v) in e {
+                assert_json_matches(&a[k], v, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(a), Value::Array(e)) => {
+            assert_eq!(a.len(), e.len(), "{at}: length differs in {actual}");
+            for (i, (x, y)) in a.iter().zip(e).enumerate() {
+                assert_json_matches(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Number(a), Value::Number(e)) => {
+            let (a, e) = (a.as_f64().unwrap(), e.as_f64().unwrap());
+            assert!((a - e).abs() < 1e-9, "{at}: got {a}, expected {e}");
+        }
+        _ => assert_eq!(actual, expected, "{at}"),
+    }
+}
+
+/// Like [`http`] but keeps no idle connections, so that stopping a server
+/// while the client is still in scope does not wait for keep-alive expiry.
+pub fn http_fresh() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("http client")
+}
+
+impl Server {
+    /// Sends `sig` (e.g. "INT", "TERM") and waits for the process to exit.
+    pub fn stop_with(&mut self, sig: &str) -> std::process::ExitStatus {
+        signal(self.pid(), sig);
+        self.child.wait().expect("wait for tally serve")
+    }
+}
