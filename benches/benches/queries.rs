@@ -18,7 +18,7 @@ fn store() -> SledStore {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../target/bench-store-{persons}-v1"));
+        .join(format!("../target/bench-store-{persons}-v2"));
     let ready = dir.join("READY");
     let options = StoreOptions {
         cache_capacity: 1 << 30,

@@ -115,7 +115,7 @@ impl Lifecycle {
             push(&mut out, "signup", t, Stage::Acquisition, None);
             // Heavy-tailed engagement: most send a few invoices, some hundreds.
             let invoices =
-                ((r.random_range(0.0f64..1.0).powf(-0.85) - 1.0) * 4.0).min(400.0) as i64;
+                ((r.random_range(0.0f64..1.0).powf(-0.85) - 1.0) * 7.0).min(400.0) as i64;
             for i in 0..invoices {
                 t += r.random_range(60_000..4 * day);
                 let stage = if i == 0 {
