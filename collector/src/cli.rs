@@ -293,18 +293,27 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
     }
     config.validate().map_err(usage)?;
     let data = config.data.clone();
+    let (write_configured, read_configured) =
+        (config.write_key.is_some(), config.read_key.is_some());
     actix_web::rt::System::new().block_on(async move {
         let running = crate::http::start(config)?;
         let url = format!("http://{}", running.addr);
         if running.generated_keys {
+            // Only keys that were not configured were generated; a configured
+            // key is the operator's and is not echoed.
+            let mut shown = String::new();
+            if !write_configured {
+                shown.push_str(&format!("  write key: {}\n", running.keys.write_key));
+            }
+            if !read_configured {
+                shown.push_str(&format!("  read key:  {}\n", running.keys.read_key));
+            }
             println!(
-                "Generated API keys (kept in {}; shown only this once):\n  write key: {}\n  read key:  {}\n\
-                 Send an event:\n  curl -X POST {url}/v1/track -H 'Authorization: Bearer {}' \
+                "Generated API keys (kept in {}; shown only this once):\n{shown}\
+                 Send an event:\n  curl -X POST {url}/v1/track -H \"Authorization: Bearer {}\" \
                  -H 'Content-Type: application/json' -d '{{\"event\":\"signup\",\"user_id\":\"u1\"}}'",
                 data.join("keys.toml").display(),
-                running.keys.write_key,
-                running.keys.read_key,
-                running.keys.write_key,
+                if write_configured { "$TALLY_WRITE_KEY" } else { &running.keys.write_key },
             );
         }
         println!("tally listening on {url} (data in {})", data.display());

@@ -9,4 +9,5 @@ mod crash;
 mod http_ingest;
 mod http_queries;
 mod import_export;
+mod store_failure;
 mod store_fixture;

@@ -66,7 +66,8 @@ impl Running {
     }
 }
 
-/// Opens the store, resolves keys and binds the listener.
+/// Opens the sled store in the data directory, resolves keys and binds the
+/// listener.
 pub fn start(config: Config) -> Result<Running, Error> {
     config.validate()?;
     std::fs::create_dir_all(&config.data)
@@ -77,6 +78,13 @@ pub fn start(config: Config) -> Result<Running, Error> {
             cache_capacity: config.cache_mb * 1024 * 1024,
         },
     )?);
+    start_with_store(config, store)
+}
+
+/// Like [`start`] over any [`EventStore`] (another backend, or a test
+/// double). Keys are still resolved in the data directory.
+pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Running, Error> {
+    config.validate()?;
     let resolved = crate::keys::resolve(
         &config.data,
         config.write_key.clone(),
