@@ -11,7 +11,7 @@
 //! | `m` + meta name                    | little-endian counter                   |
 //! | `n` + event name                   | name id, u32 big-endian                 |
 //! | `p` + person key                   | person id, u32 big-endian               |
-//! | `i` + first 6 bytes of an event id | [`IdBucket`]: the other 10 bytes of every stored id with that prefix, sorted |
+//! | `i` + first 6 bytes of an id + part (u16 BE) | [`IdBucket`]: the other 10 bytes of stored ids with that prefix, sorted |
 //! | `c` + name id (BE) + block seq (BE)| [`ColumnBlock`]                         |
 //! | `r` + block seq (BE)               | raw block: full events, zstd-compressed |
 //!
@@ -85,12 +85,37 @@ pub const ID_BUCKET_PREFIX: usize = 6;
 /// The part of an id stored inside its bucket.
 pub type IdSuffix = [u8; 16 - ID_BUCKET_PREFIX];
 
-/// Dedup bucket key of an event id.
-pub fn id_bucket_key(id: &Uuid) -> [u8; 1 + ID_BUCKET_PREFIX] {
+/// Most ids in one bucket part. Ids that share a prefix for reasons other
+/// than time (`00000000-0000-...-000000000001`, `...02`, ...) would otherwise
+/// pile into one value rewritten on every commit; a full part is sealed
+/// and never rewritten, and new ids start the next part.
+pub const ID_BUCKET_PART_MAX: usize = 4096;
+
+/// Key prefix shared by all parts of an id's dedup bucket.
+pub type IdBucketPrefix = [u8; 1 + ID_BUCKET_PREFIX];
+
+/// The dedup bucket prefix of an event id.
+pub fn id_bucket_prefix(id: &Uuid) -> IdBucketPrefix {
     let mut k = [0u8; 1 + ID_BUCKET_PREFIX];
     k[0] = prefix::ID;
     k[1..].copy_from_slice(&id.as_bytes()[..ID_BUCKET_PREFIX]);
     k
+}
+
+/// Key of one part of a dedup bucket.
+pub fn id_bucket_key(prefix: &IdBucketPrefix, part: u16) -> [u8; 3 + ID_BUCKET_PREFIX] {
+    let mut k = [0u8; 3 + ID_BUCKET_PREFIX];
+    k[..1 + ID_BUCKET_PREFIX].copy_from_slice(prefix);
+    k[1 + ID_BUCKET_PREFIX..].copy_from_slice(&part.to_be_bytes());
+    k
+}
+
+/// The part number of a dedup bucket key.
+pub fn id_bucket_part(key: &[u8]) -> Result<u16, StoreError> {
+    key.get(1 + ID_BUCKET_PREFIX..)
+        .and_then(|b| b.try_into().ok())
+        .map(u16::from_be_bytes)
+        .ok_or_else(|| StoreError::corrupt("id bucket key has no part number"))
 }
 
 /// The suffix of `id` kept in its bucket.

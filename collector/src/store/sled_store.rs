@@ -144,22 +144,24 @@ impl SledStore {
         })
     }
 
-    /// The stored dedup buckets of every id in `events` (empty where none
-    /// is stored), each with room for the ids this append adds.
-    #[allow(clippy::type_complexity)]
+    /// The stored dedup buckets of every id in `events`.
     fn load_id_buckets(
         &self,
         events: &[Event],
-    ) -> Result<HashMap<[u8; 1 + codec::ID_BUCKET_PREFIX], (IdBucket, Vec<IdSuffix>)>, Error> {
+    ) -> Result<HashMap<codec::IdBucketPrefix, IdBuckets>, Error> {
         let mut buckets = HashMap::new();
         for e in events {
-            let key = codec::id_bucket_key(&e.id);
+            let key = codec::id_bucket_prefix(&e.id);
             if let std::collections::hash_map::Entry::Vacant(slot) = buckets.entry(key) {
-                let stored = match self.db.get(key)? {
-                    Some(v) => IdBucket::decode(&v)?,
-                    None => IdBucket::default(),
-                };
-                slot.insert((stored, Vec::new()));
+                let mut parts = Vec::new();
+                for kv in self.db.scan_prefix(key) {
+                    let (k, v) = kv?;
+                    parts.push((codec::id_bucket_part(&k)?, IdBucket::decode(&v)?));
+                }
+                slot.insert(IdBuckets {
+                    parts,
+                    new: Vec::new(),
+                });
             }
         }
         Ok(buckets)
@@ -211,6 +213,48 @@ impl SledStore {
     }
 }
 
+/// The stored parts of one dedup bucket and the ids an append adds to it.
+struct IdBuckets {
+    parts: Vec<(u16, IdBucket)>,
+    new: Vec<IdSuffix>,
+}
+
+impl IdBuckets {
+    fn contains(&self, suffix: &IdSuffix) -> bool {
+        self.parts.iter().any(|(_, b)| b.contains(suffix))
+    }
+
+    /// The last part with the new ids merged in, plus any new parts once it
+    /// is full; sealed parts are left untouched.
+    fn updated_parts(mut self) -> Vec<(u16, IdBucket)> {
+        if self.new.is_empty() {
+            return Vec::new();
+        }
+        let (mut part, mut last) = self.parts.pop().unwrap_or_default();
+        last.extend(&self.new);
+        let mut out = Vec::new();
+        let mut ids = last.suffixes.as_slice();
+        while ids.len() > codec::ID_BUCKET_PART_MAX {
+            let (full, rest) = ids.split_at(codec::ID_BUCKET_PART_MAX);
+            out.push((
+                part,
+                IdBucket {
+                    suffixes: full.to_vec(),
+                },
+            ));
+            part += 1;
+            ids = rest;
+        }
+        out.push((
+            part,
+            IdBucket {
+                suffixes: ids.to_vec(),
+            },
+        ));
+        out
+    }
+}
+
 impl WriterState {
     fn intern(map: &mut HashMap<String, u32>, key: &str, pfx: u8, batch: &mut sled::Batch) -> u32 {
         if let Some(&id) = map.get(key) {
@@ -245,15 +289,15 @@ impl EventStore for SledStore {
 
         for e in events {
             let bucket = buckets
-                .get_mut(&codec::id_bucket_key(&e.id))
+                .get_mut(&codec::id_bucket_prefix(&e.id))
                 .expect("every event's bucket was loaded");
             let suffix = codec::id_suffix(&e.id);
-            if !seen.insert(e.id) || bucket.0.contains(&suffix) {
+            if !seen.insert(e.id) || bucket.contains(&suffix) {
                 outcomes.push(Outcome::Duplicate);
                 continue;
             }
             outcomes.push(Outcome::Accepted);
-            bucket.1.push(suffix);
+            bucket.new.push(suffix);
             let person =
                 WriterState::intern(&mut w.persons, e.person(), prefix::PERSON, &mut batch);
             let name = WriterState::intern(&mut w.names, &e.event, prefix::NAME, &mut batch);
@@ -290,10 +334,9 @@ impl EventStore for SledStore {
         for (seq, bytes) in raw {
             batch.insert(&codec::raw_key(seq), bytes);
         }
-        for (key, (mut bucket, new)) in buckets {
-            if !new.is_empty() {
-                bucket.extend(&new);
-                batch.insert(&key, bucket.encode());
+        for (prefix, bucket) in buckets {
+            for (part, ids) in bucket.updated_parts() {
+                batch.insert(&codec::id_bucket_key(&prefix, part), ids.encode());
             }
         }
         for name in touched_names {
@@ -407,4 +450,53 @@ fn filter_rows(name: NameId, b: ColumnBlock, from: i64, to: i64) -> Rows {
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn event(id: Uuid) -> Event {
+        Event {
+            id,
+            event: "e".into(),
+            user_id: Some("u".into()),
+            anonymous_id: None,
+            timestamp: 1_800_000_000_000,
+            stage: None,
+            revenue: None,
+            properties: None,
+        }
+    }
+
+    #[test]
+    fn ids_sharing_a_prefix_fill_sealed_parts_and_stay_deduplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sequence-like ids: all share their first 6 bytes (one bucket).
+        let ids: Vec<Uuid> = (1..=10_000u128).map(Uuid::from_u128).collect();
+        {
+            let store = SledStore::open(dir.path(), &StoreOptions::default()).unwrap();
+            for chunk in ids.chunks(3000) {
+                let out = store
+                    .append(chunk.iter().copied().map(event).collect())
+                    .unwrap();
+                assert!(out.iter().all(|o| *o == Outcome::Accepted));
+            }
+            store.sync().unwrap();
+            let parts = store
+                .db
+                .scan_prefix(codec::id_bucket_prefix(&ids[0]))
+                .count();
+            assert_eq!(parts, 10_000usize.div_ceil(codec::ID_BUCKET_PART_MAX));
+        }
+        // After a reopen, every id, old part or last, is still a duplicate.
+        let store = SledStore::open(dir.path(), &StoreOptions::default()).unwrap();
+        let again: Vec<Event> = ids.iter().step_by(7).copied().map(event).collect();
+        let n = again.len();
+        let out = store.append(again).unwrap();
+        assert_eq!(out, vec![Outcome::Duplicate; n]);
+        let fresh = store.append(vec![event(Uuid::from_u128(10_001))]).unwrap();
+        assert_eq!(fresh, vec![Outcome::Accepted]);
+    }
 }
