@@ -9,5 +9,6 @@ mod crash;
 mod http_ingest;
 mod http_queries;
 mod import_export;
+mod sdk_e2e;
 mod store_failure;
 mod store_fixture;

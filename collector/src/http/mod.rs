@@ -1,7 +1,7 @@
 //! The collector's HTTP API (SPEC §2) on actix-web.
 //!
 //! Handlers validate and cap sizes at the edge and hand events to the
-//! group-commit [`Writer`](crate::store::Writer); nothing here blocks on
+//! group-commit [`Writer`]; nothing here blocks on
 //! sled or fsync.
 
 mod auth;
