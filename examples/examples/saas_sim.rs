@@ -204,7 +204,10 @@ async fn main() -> ExitCode {
     let range = format!("--from {from} --to {to}");
     for cmd in [
         format!(
-            "tally funnel --steps landing_page_viewed,signed_up,invoice_sent,plan_upgraded --window 30d {range} {conn}"
+            // Landing pages are viewed by anonymous visitors and sign-ups are
+            // identified users: different persons (SPEC §1, no identity
+            // merging), so the funnel starts at sign-up.
+            "tally funnel --steps signed_up,invoice_sent,plan_upgraded --window 30d {range} {conn}"
         ),
         format!(
             "tally activation --start signed_up --event invoice_sent --count 2 --within 14d {range} {conn}"
