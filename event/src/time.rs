@@ -13,6 +13,10 @@ pub const DAY_MS: i64 = 86_400_000;
 /// 2000-01-01T00:00:00Z, the earliest timestamp an event may carry.
 pub const MIN_EVENT_MS: i64 = 946_684_800_000;
 
+/// 9999-12-31T23:59:59.999Z: the last instant RFC 3339 can write (a
+/// four-digit year), so that every stored event exports and re-imports.
+pub const MAX_RFC3339_MS: i64 = 253_402_300_799_999;
+
 /// Latest accepted timestamp relative to the time received (one hour ahead).
 pub const MAX_FUTURE_MS: i64 = 3_600_000;
 

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::stage::Stage;
-use crate::time::{MAX_FUTURE_MS, MIN_EVENT_MS, format_rfc3339, parse_rfc3339};
+use crate::time::{MAX_FUTURE_MS, MAX_RFC3339_MS, MIN_EVENT_MS, format_rfc3339, parse_rfc3339};
 use crate::wire::Event;
 
 /// Longest event name, in bytes.
@@ -351,6 +351,12 @@ fn check_bounds(ts: Option<i64>, received_at: i64) -> Result<i64, String> {
             "{} is before 2000-01-01 (expected 2000-01-01T00:00:00Z or later, \
              after clock-skew correction)",
             format_rfc3339(ts)
+        ));
+    }
+    if ts > MAX_RFC3339_MS {
+        return Err(format!(
+            "{ts} ms is after 9999-12-31T23:59:59.999Z (expected a time RFC 3339 can \
+             express, at most 1 hour after the time received)"
         ));
     }
     let latest = received_at.saturating_add(MAX_FUTURE_MS);

@@ -2043,7 +2043,9 @@ proptest! {
     #[test]
     fn validator_never_panics_on_arbitrary_fields(
         fields in prop::collection::vec((field_name(), field_value()), 0..10),
-        received in prop_oneof![Just(R), MIN_EVENT_MS..=i64::MAX / 2],
+        // A server clock beyond year 9999 cannot exist; the default timestamp is
+        // the clock, so it must stay within what RFC 3339 can write.
+        received in prop_oneof![Just(R), MIN_EVENT_MS..=tally_event::time::MAX_RFC3339_MS - 3_600_000],
     ) {
         let mut text = String::from("{");
         for (i, (k, v)) in fields.iter().enumerate() {
@@ -2209,4 +2211,25 @@ proptest! {
             prop_assert!(result.is_err());
         }
     }
+}
+
+/// Regression (found by `validator_never_panics_on_arbitrary_fields` with a
+/// server clock far in the future): a timestamp after year 9999 was
+/// accepted but exported as `+10000-...`, which is not RFC 3339 and cannot
+/// be imported back. Such a timestamp is now rejected.
+#[test]
+fn timestamps_after_year_9999_are_rejected_even_if_the_clock_allows_them() {
+    let received = 300_000_000_000_000; // year ~11476
+    let at_limit = r#"{"event":"e","user_id":"u","timestamp":253402300799999}"#;
+    let ev = tally_event::validate_event_json(at_limit, received).unwrap();
+    let back = tally_event::validate_event_json(&ev.to_json_line(), received).unwrap();
+    assert_eq!(back, ev);
+    let past_limit = r#"{"event":"e","user_id":"u","timestamp":253402300800000}"#;
+    let err = tally_event::validate_event_json(past_limit, received)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("timestamp: ") && err.contains("9999-12-31"),
+        "{err}"
+    );
 }
