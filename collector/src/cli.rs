@@ -373,8 +373,14 @@ fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
     };
     bar.finish_and_clear();
     match format {
-        Format::Json => println!("{}", serde_json::to_string(&summary).expect("serializes")),
-        _ => print!("{}", summary.table()),
+        // A closed pipe (`tally import f | head`) is not an error worth a panic.
+        Format::Json => {
+            let line = serde_json::to_string(&summary).expect("serializes");
+            let _ = writeln!(std::io::stdout(), "{line}");
+        }
+        _ => {
+            let _ = write!(std::io::stdout(), "{}", summary.table());
+        }
     }
     Ok(if a.strict && summary.rejected > 0 {
         ExitCode::from(1)

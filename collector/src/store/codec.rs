@@ -29,8 +29,9 @@ use crate::error::StoreError;
 /// refusal, whenever any encoding changes.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// zstd level for raw blocks: level 1 is several hundred MB/s on one core,
-/// well above ingest rates, and most of the ratio of higher levels on JSON.
+/// zstd level for raw blocks. Level 3 cost a third of batched HTTP
+/// throughput for a 4% smaller store; block size (1024 events) matters more
+/// than level for the ratio.
 const ZSTD_LEVEL: i32 = 1;
 
 const CODEC_ZSTD: u8 = 1;
@@ -274,6 +275,16 @@ impl ColumnBlock {
         self.ts.push(ts);
         self.stage.push(stage.map_or(0, Stage::code));
         self.revenue.push(revenue.unwrap_or(f64::NAN));
+    }
+
+    /// The rows from `start` on, as a block of their own.
+    pub fn slice_from(&self, start: usize) -> ColumnBlock {
+        ColumnBlock {
+            person: self.person[start..].to_vec(),
+            ts: self.ts[start..].to_vec(),
+            stage: self.stage[start..].to_vec(),
+            revenue: self.revenue[start..].to_vec(),
+        }
     }
 
     /// Encodes as `[version][min_ts][max_ts][bincode body]`.
