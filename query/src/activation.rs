@@ -30,11 +30,12 @@ use serde::{Deserialize, Serialize};
 use tally_event::time::{DAY_MS, ms_to_date};
 
 use crate::error::QueryError;
-use crate::funnel::{BAR_WIDTH, ByPerson, check_window, group_by_person, ratio, thousands};
-use crate::median::median_seconds;
+use crate::funnel::check_window;
+use crate::group::{ByPerson, group_by_person};
 use crate::params::RawParams;
-use crate::render::{Report, align, bar, human_duration, percent};
+use crate::render::{BAR_WIDTH, Report, align, bar, human_duration, percent, thousands};
 use crate::source::{Scan, Source};
+use crate::stats::{median_seconds, ratio};
 
 /// `--within` when not given: 30 days.
 pub const DEFAULT_WITHIN_MS: i64 = 30 * DAY_MS;

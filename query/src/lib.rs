@@ -19,6 +19,7 @@ pub use source::{MemEvent, MemSource, NameId, PersonId, Rows, Scan, Source};
 pub mod activation;
 pub mod active;
 pub mod funnel;
+mod group;
 pub mod lifecycle;
-mod median;
 pub mod retention;
+mod stats;

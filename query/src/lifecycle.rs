@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use tally_event::Stage;
 
 use crate::error::QueryError;
+use crate::group::fold_rows;
 use crate::params::RawParams;
 use crate::render::{Report, align, bar, csv_field, percent};
-use crate::retention::fold_rows;
 use crate::source::{Rows, Scan, Source};
 
 /// Parameters of `tally lifecycle`.

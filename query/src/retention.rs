@@ -25,13 +25,12 @@
 //! so a page view before signing up is not a "return".
 
 use std::fmt::Write as _;
-use std::ops::Range;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tally_event::time::{DAY_MS, format_rfc3339, ms_to_date};
 
 use crate::error::QueryError;
+use crate::group::fold_rows;
 use crate::params::RawParams;
 use crate::render::{Report, align, csv_field, percent};
 use crate::source::{NameId, Rows, Scan, Source};
@@ -485,66 +484,6 @@ impl Hits {
         }
         self
     }
-}
-
-/// Below this many rows a query runs on one thread: per-thread states cost
-/// more than they save.
-const PARALLEL_MIN_ROWS: usize = 1 << 16;
-
-/// Folds `rows` into one state: `step` runs over contiguous slices of the
-/// rows, one fresh `init()` state per worker thread, and the partial states
-/// are combined with `merge`. One state per thread (rather than per rayon
-/// split) bounds memory when states are per-person vectors.
-pub(crate) fn fold_rows<S: Send>(
-    rows: &[Rows],
-    init: impl Fn() -> S + Sync,
-    step: impl Fn(&mut S, &Rows, Range<usize>) + Sync,
-    merge: impl Fn(S, S) -> S + Sync,
-) -> S {
-    let total: usize = rows.iter().map(Rows::len).sum();
-    let parts = rayon::current_num_threads().min(total / PARALLEL_MIN_ROWS);
-    if parts <= 1 {
-        let mut state = init();
-        for r in rows {
-            step(&mut state, r, 0..r.len());
-        }
-        return state;
-    }
-    split_rows(rows, parts, total)
-        .into_par_iter()
-        .map(|piece| {
-            let mut state = init();
-            for (r, range) in piece {
-                step(&mut state, r, range);
-            }
-            state
-        })
-        .reduce_with(&merge)
-        .unwrap_or_else(init)
-}
-
-/// Cuts `rows` into `parts` pieces of about `total / parts` rows each.
-fn split_rows(rows: &[Rows], parts: usize, total: usize) -> Vec<Vec<(&Rows, Range<usize>)>> {
-    let per = total.div_ceil(parts).max(1);
-    let mut pieces = vec![Vec::new()];
-    let mut room = per;
-    for r in rows {
-        let mut at = 0;
-        while at < r.len() {
-            if room == 0 {
-                pieces.push(Vec::new());
-                room = per;
-            }
-            let take = room.min(r.len() - at);
-            pieces
-                .last_mut()
-                .expect("non-empty")
-                .push((r, at..at + take));
-            at += take;
-            room -= take;
-        }
-    }
-    pieces
 }
 
 /// A retention cell: `42.5%`, marked with `…` when the period is not over yet

@@ -1,5 +1,11 @@
-//! The one median every analysis reports (SPEC §4: "the mean of the two
-//! middle values for an even count").
+//! The statistics every analysis reports the same way: the median (SPEC
+//! §4: "the mean of the two middle values for an even count") and rates
+//! ("0 when the denominator is 0").
+
+/// `a / b`, 0 when `b` is 0.
+pub(crate) fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
 
 /// Median of millisecond durations, in seconds (millisecond precision, so a
 /// median of 1 ms and 2 ms is `0.0015`); `None` when there are no values.
