@@ -7,7 +7,7 @@
 //!    after `from`, and a later step of an entry before `to` is at most
 //!    `to - 1 ms + window`, so nothing outside that range can matter;
 //! 2. group the rows by person with a counting sort on the dense
-//!    [`PersonId`] into one flat array of `(slot, ts)` (no per-event maps);
+//!    [`PersonId`](crate::PersonId) into one flat array of `(slot, ts)` (no per-event maps);
 //! 3. per person: sort that small slice by `(slot, ts)` and walk it once to
 //!    get the person's *level* and *chain* (`walk`, which documents the
 //!    matching);
