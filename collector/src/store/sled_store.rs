@@ -323,7 +323,47 @@ impl EventStore for SledStore {
         if guard.is_none() {
             *guard = Some(self.load_writer_state()?);
         }
-        let w = guard.as_mut().expect("just loaded");
+        let result = self.append_locked(guard.as_mut().expect("just loaded"), events);
+        if result.is_err() {
+            // The in-memory state (open tails, dictionaries, id cache) may
+            // have moved ahead of what reached the store; a client's retry
+            // would then be stored twice. Start again from what is on disk.
+            *guard = None;
+        }
+        result
+    }
+
+    fn sync(&self) -> Result<(), Error> {
+        self.db.flush()?;
+        self.fsync_files()
+    }
+
+    fn scan_events(
+        &self,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(Event) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let _consistent = self.seal_lock.read().expect("seal lock");
+        for kv in self.db.scan_prefix([prefix::RAW]) {
+            let (_, v) = kv?;
+            for e in codec::decode_raw_block(&v)? {
+                if (from..to).contains(&e.timestamp) {
+                    each(e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SledStore {
+    /// One commit's work under the writer lock; see [`EventStore::append`].
+    fn append_locked(
+        &self,
+        w: &mut WriterState,
+        events: Vec<Event>,
+    ) -> Result<Vec<Outcome>, Error> {
         let mut batch = sled::Batch::default();
         let mut buckets = self.load_id_buckets(&events, &mut w.id_cache)?;
         let mut seen = HashSet::with_capacity(events.len());
@@ -427,35 +467,8 @@ impl EventStore for SledStore {
         }
         let sealing = !sealed_columns.is_empty() || !sealed_raw.is_empty();
         let _exclusive = sealing.then(|| self.seal_lock.write().expect("seal lock"));
-        if let Err(e) = self.db.apply_batch(batch) {
-            // The cache now holds ids that never reached the store.
-            w.id_cache.clear();
-            return Err(e.into());
-        }
+        self.db.apply_batch(batch)?;
         Ok(outcomes)
-    }
-
-    fn sync(&self) -> Result<(), Error> {
-        self.db.flush()?;
-        self.fsync_files()
-    }
-
-    fn scan_events(
-        &self,
-        from: i64,
-        to: i64,
-        each: &mut dyn FnMut(Event) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        let _consistent = self.seal_lock.read().expect("seal lock");
-        for kv in self.db.scan_prefix([prefix::RAW]) {
-            let (_, v) = kv?;
-            for e in codec::decode_raw_block(&v)? {
-                if (from..to).contains(&e.timestamp) {
-                    each(e)?;
-                }
-            }
-        }
-        Ok(())
     }
 }
 
