@@ -8,42 +8,71 @@ use tally_query::{
 /// The analyses, as subcommand and endpoint names.
 pub const NAMES: [&str; 5] = ["funnel", "activation", "retention", "lifecycle", "active"];
 
-/// Runs analysis `name` with `pairs` (flag names without dashes) and renders it.
-pub fn run(
-    name: &str,
-    pairs: Vec<(String, String)>,
-    src: &dyn Source,
-    format: Format,
-    now_ms: i64,
-) -> Result<String, QueryError> {
-    let mut raw = RawParams::new(pairs);
-    macro_rules! analysis {
-        ($module:ident, $params:ty) => {{
-            let params = <$params>::from_raw(&mut raw, now_ms)?;
-            raw.finish()?;
-            Ok($module::run(src, &params)?.render(format))
-        }};
+/// An analysis with its parameters checked, ready to run on any source.
+pub enum Query {
+    /// `tally funnel`.
+    Funnel(funnel::FunnelParams),
+    /// `tally activation`.
+    Activation(activation::ActivationParams),
+    /// `tally retention`.
+    Retention(retention::RetentionParams),
+    /// `tally lifecycle`.
+    Lifecycle(lifecycle::LifecycleParams),
+    /// `tally active`.
+    Active(active::ActiveParams),
+}
+
+impl Query {
+    /// Parses analysis `name`'s parameters from `pairs` (flag names without
+    /// dashes); unknown or malformed parameters are errors.
+    pub fn parse(
+        name: &str,
+        pairs: Vec<(String, String)>,
+        now_ms: i64,
+    ) -> Result<Query, QueryError> {
+        let mut raw = RawParams::new(pairs);
+        let query = match name {
+            "funnel" => Query::Funnel(funnel::FunnelParams::from_raw(&mut raw, now_ms)?),
+            "activation" => {
+                Query::Activation(activation::ActivationParams::from_raw(&mut raw, now_ms)?)
+            }
+            "retention" => {
+                Query::Retention(retention::RetentionParams::from_raw(&mut raw, now_ms)?)
+            }
+            "lifecycle" => {
+                Query::Lifecycle(lifecycle::LifecycleParams::from_raw(&mut raw, now_ms)?)
+            }
+            "active" => Query::Active(active::ActiveParams::from_raw(&mut raw, now_ms)?),
+            other => {
+                return Err(QueryError::bad(
+                    "analysis",
+                    format!("unknown analysis '{other}'"),
+                ));
+            }
+        };
+        raw.finish()?;
+        Ok(query)
     }
-    match name {
-        "funnel" => analysis!(funnel, funnel::FunnelParams),
-        "activation" => analysis!(activation, activation::ActivationParams),
-        "retention" => analysis!(retention, retention::RetentionParams),
-        "lifecycle" => analysis!(lifecycle, lifecycle::LifecycleParams),
-        "active" => analysis!(active, active::ActiveParams),
-        other => Err(QueryError::bad(
-            "analysis",
-            format!("unknown analysis '{other}'"),
-        )),
+
+    /// Runs the analysis on `src` and renders it in `format`.
+    pub fn run(&self, src: &dyn Source, format: Format) -> Result<String, QueryError> {
+        Ok(match self {
+            Query::Funnel(p) => funnel::run(src, p)?.render(format),
+            Query::Activation(p) => activation::run(src, p)?.render(format),
+            Query::Retention(p) => retention::run(src, p)?.render(format),
+            Query::Lifecycle(p) => lifecycle::run(src, p)?.render(format),
+            Query::Active(p) => active::run(src, p)?.render(format),
+        })
     }
 }
 
-/// [`run`] with JSON output and the current time, for HTTP.
+/// Parses and runs with JSON output and the current time, for HTTP.
 pub fn run_json(
     name: &str,
     pairs: Vec<(String, String)>,
     src: &dyn Source,
 ) -> Result<String, QueryError> {
-    run(name, pairs, src, Format::Json, tally_event::time::now_ms())
+    Query::parse(name, pairs, tally_event::time::now_ms())?.run(src, Format::Json)
 }
 
 /// Re-renders an analysis's JSON (as a collector answered it) in `format`.

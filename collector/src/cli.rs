@@ -448,13 +448,11 @@ fn analysis(
                 .data
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("./tally-data"));
-            // Check parameters before touching the store so that a typo is
-            // a usage error even when the data directory is busy.
-            let empty = tally_query::MemSource::default();
-            let now = tally_event::time::now_ms();
-            crate::analysis::run(name, pairs.clone(), &empty, Format::Json, now)?;
+            // Parameters are checked before the store is opened, so that a
+            // typo is a usage error even when the data directory is busy.
+            let query = crate::analysis::Query::parse(name, pairs, tally_event::time::now_ms())?;
             let store = open_existing(&data)?;
-            crate::analysis::run(name, pairs, &store, format, now)?
+            query.run(&store, format)?
         }
     };
     let mut stdout = std::io::stdout().lock();

@@ -47,9 +47,6 @@ pub enum Error {
     Unavailable(String),
 }
 
-/// Shorthand for the store's results.
-pub type StoreError = Error;
-
 impl Error {
     /// A [`Error::Corrupt`] with a message.
     pub fn corrupt(msg: impl Into<String>) -> Self {

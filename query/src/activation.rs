@@ -30,9 +30,8 @@ use serde::{Deserialize, Serialize};
 use tally_event::time::{DAY_MS, ms_to_date};
 
 use crate::error::QueryError;
-use crate::funnel::check_window;
 use crate::group::{ByPerson, group_by_person};
-use crate::params::RawParams;
+use crate::params::{RawParams, check_window};
 use crate::render::{BAR_WIDTH, Report, align, bar, human_duration, percent, thousands};
 use crate::source::{Scan, Source};
 use crate::stats::{median_seconds, ratio};

@@ -28,7 +28,7 @@ use tally_event::time::{DAY_MS, format_rfc3339};
 
 use crate::error::QueryError;
 use crate::group::group_by_person;
-use crate::params::RawParams;
+use crate::params::{RawParams, check_window};
 use crate::render::{BAR_WIDTH, Report, align, bar, csv_field, human_duration, percent, thousands};
 use crate::source::{NameId, Scan, Source};
 use crate::stats::{median_seconds, ratio};
@@ -39,10 +39,6 @@ pub const MIN_STEPS: usize = 2;
 pub const MAX_STEPS: usize = 20;
 /// `--window` when not given: 14 days.
 pub const DEFAULT_WINDOW_MS: i64 = 14 * DAY_MS;
-/// Shortest `--window` / `--within`: 1 second.
-pub const MIN_WINDOW_MS: i64 = 1000;
-/// Longest `--window` / `--within`: 3650 days.
-pub const MAX_WINDOW_MS: i64 = 3650 * DAY_MS;
 
 /// What to compute: `tally funnel --steps A,B,C --window 7d --from F --to T`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,21 +100,6 @@ fn check_step_count(n: usize) -> Result<(), QueryError> {
         Err(QueryError::bad(
             "steps",
             format!("{n} step{s} given ({STEPS_EXPECTED})"),
-        ))
-    }
-}
-
-/// Checks a `--window` / `--within` duration against 1 s ..= 3650 d.
-pub(crate) fn check_window(param: &str, ms: i64) -> Result<(), QueryError> {
-    if (MIN_WINDOW_MS..=MAX_WINDOW_MS).contains(&ms) {
-        Ok(())
-    } else {
-        Err(QueryError::bad(
-            param,
-            format!(
-                "{} is out of range (expected 1s to 3650d)",
-                human_duration(ms as f64 / 1000.0)
-            ),
         ))
     }
 }

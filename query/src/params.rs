@@ -9,6 +9,26 @@ use crate::error::QueryError;
 /// How far back `--from` defaults when not given.
 pub const DEFAULT_RANGE_MS: i64 = 30 * DAY_MS;
 
+/// Shortest `--window` / `--within`: 1 second.
+pub const MIN_WINDOW_MS: i64 = 1000;
+/// Longest `--window` / `--within`: 3650 days.
+pub const MAX_WINDOW_MS: i64 = 3650 * DAY_MS;
+
+/// Checks a `--window` / `--within` duration against 1 s ..= 3650 d.
+pub(crate) fn check_window(param: &str, ms: i64) -> Result<(), QueryError> {
+    if (MIN_WINDOW_MS..=MAX_WINDOW_MS).contains(&ms) {
+        Ok(())
+    } else {
+        Err(QueryError::bad(
+            param,
+            format!(
+                "{} is out of range (expected 1s to 3650d)",
+                crate::render::human_duration(ms as f64 / 1000.0)
+            ),
+        ))
+    }
+}
+
 /// Raw `name = value` parameters, consumed by typed getters; [`RawParams::finish`]
 /// rejects whatever was not consumed (a misspelt flag is an error, not ignored).
 #[derive(Debug, Clone, Default)]

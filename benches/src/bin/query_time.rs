@@ -46,9 +46,12 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let store = SledStore::open(&Config::store_dir(&args.data), &StoreOptions::default())?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
-    let now = tally_event::time::now_ms();
-    let run =
-        || tally_collector::analysis::run(&args.analysis, pairs.clone(), &store, Format::Json, now);
+    let query = tally_collector::analysis::Query::parse(
+        &args.analysis,
+        pairs,
+        tally_event::time::now_ms(),
+    )?;
+    let run = || query.run(&store, Format::Json);
     let answer = run()?;
     let mut runs_ms = Vec::with_capacity(args.runs);
     for _ in 0..args.runs {

@@ -44,8 +44,7 @@ pub async fn batch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state.keys, Need::Write)?;
-    let body = read_limited(&req, payload, state.config.max_body_bytes).await?;
+    let body = authorized_body(&req, payload, &state).await?;
     let text = utf8(&body)?;
     let parsed: BatchBody<'_> = serde_json::from_str(text).map_err(|e| {
         ApiError::BadRequest(format!(
@@ -68,8 +67,7 @@ pub async fn track(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state.keys, Need::Write)?;
-    let body = read_limited(&req, payload, state.config.max_body_bytes).await?;
+    let body = authorized_body(&req, payload, &state).await?;
     let text = utf8(&body)?;
     let raw: &RawValue = serde_json::from_str(text)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
@@ -79,6 +77,17 @@ pub async fn track(
         ));
     }
     ingest(&state, &[raw]).await
+}
+
+/// Checks the write key before reading anything, then reads the body
+/// under the size caps.
+async fn authorized_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Vec<u8>, ApiError> {
+    auth::check(req, &state.keys, Need::Write)?;
+    read_limited(req, payload, state.config.max_body_bytes).await
 }
 
 fn utf8(body: &[u8]) -> Result<&str, ApiError> {

@@ -23,7 +23,7 @@ use bincode::{Decode, Encode};
 use tally_event::{Event, Stage};
 use uuid::Uuid;
 
-use crate::error::StoreError;
+use crate::error::Error;
 
 /// Version of everything below. Bump it, and add a migration or a clear
 /// refusal, whenever any encoding changes.
@@ -114,11 +114,11 @@ pub fn id_bucket_key(prefix: &IdBucketPrefix, part: u16) -> [u8; 3 + ID_BUCKET_P
 }
 
 /// The part number of a dedup bucket key.
-pub fn id_bucket_part(key: &[u8]) -> Result<u16, StoreError> {
+pub fn id_bucket_part(key: &[u8]) -> Result<u16, Error> {
     key.get(1 + ID_BUCKET_PREFIX..)
         .and_then(|b| b.try_into().ok())
         .map(u16::from_be_bytes)
-        .ok_or_else(|| StoreError::corrupt("id bucket key has no part number"))
+        .ok_or_else(|| Error::corrupt("id bucket key has no part number"))
 }
 
 /// The suffix of `id` kept in its bucket.
@@ -160,11 +160,11 @@ impl IdBucket {
     }
 
     /// Decodes a bucket written by [`IdBucket::encode`].
-    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         check_version(bytes)?;
         let body = &bytes[1..];
         if body.len() % size_of::<IdSuffix>() != 0 {
-            return Err(StoreError::corrupt("id bucket has a partial id"));
+            return Err(Error::corrupt("id bucket has a partial id"));
         }
         Ok(IdBucket {
             suffixes: body
@@ -206,9 +206,9 @@ pub fn encode_id(id: u32) -> [u8; 4] {
 }
 
 /// Inverse of [`encode_id`].
-pub fn decode_id(bytes: &[u8]) -> Result<u32, StoreError> {
+pub fn decode_id(bytes: &[u8]) -> Result<u32, Error> {
     Ok(u32::from_be_bytes(bytes.try_into().map_err(|_| {
-        StoreError::corrupt("interned id is not 4 bytes")
+        Error::corrupt("interned id is not 4 bytes")
     })?))
 }
 
@@ -218,9 +218,9 @@ pub fn encode_counter(v: u64) -> [u8; 8] {
 }
 
 /// Inverse of [`encode_counter`].
-pub fn decode_counter(bytes: &[u8]) -> Result<u64, StoreError> {
+pub fn decode_counter(bytes: &[u8]) -> Result<u64, Error> {
     Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| {
-        StoreError::corrupt("meta counter is not 8 bytes")
+        Error::corrupt("meta counter is not 8 bytes")
     })?))
 }
 
@@ -314,33 +314,30 @@ impl ColumnBlock {
     }
 
     /// The `[min, max]` timestamps of an encoded block, without decoding it.
-    pub fn time_bounds(bytes: &[u8]) -> Result<(i64, i64), StoreError> {
+    pub fn time_bounds(bytes: &[u8]) -> Result<(i64, i64), Error> {
         check_version(bytes)?;
         let b = bytes
             .get(1..17)
-            .ok_or_else(|| StoreError::corrupt("column block too short"))?;
+            .ok_or_else(|| Error::corrupt("column block too short"))?;
         let min = i64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
         let max = i64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
         Ok((min, max))
     }
 
     /// Decodes a block written by [`ColumnBlock::encode`].
-    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         let (min, _) = Self::time_bounds(bytes)?;
         let (body, _): (ColumnBody, usize) = bincode::decode_from_slice(&bytes[17..], config())
-            .map_err(|e| StoreError::corrupt(format!("column block: {e}")))?;
+            .map_err(|e| Error::corrupt(format!("column block: {e}")))?;
         let n = body.ts_delta.len();
         if body.person.len() != n || body.stage.len() != n {
-            return Err(StoreError::corrupt(
-                "column block: columns differ in length",
-            ));
+            return Err(Error::corrupt("column block: columns differ in length"));
         }
         let mut revenue = vec![f64::NAN; n];
         for (i, r) in body.revenue {
             *revenue
                 .get_mut(i as usize)
-                .ok_or_else(|| StoreError::corrupt("column block: revenue index out of range"))? =
-                r;
+                .ok_or_else(|| Error::corrupt("column block: revenue index out of range"))? = r;
         }
         Ok(ColumnBlock {
             person: body.person,
@@ -404,26 +401,26 @@ pub fn encode_raw_block(events: &[Event]) -> Vec<u8> {
 }
 
 /// Decodes a block written by [`encode_raw_block`].
-pub fn decode_raw_block(bytes: &[u8]) -> Result<Vec<Event>, StoreError> {
+pub fn decode_raw_block(bytes: &[u8]) -> Result<Vec<Event>, Error> {
     check_version(bytes)?;
     if bytes.get(1) != Some(&CODEC_ZSTD) {
-        return Err(StoreError::corrupt("raw block: unknown codec"));
+        return Err(Error::corrupt("raw block: unknown codec"));
     }
     let plain = zstd::stream::decode_all(&bytes[2..])
-        .map_err(|e| StoreError::corrupt(format!("raw block: {e}")))?;
+        .map_err(|e| Error::corrupt(format!("raw block: {e}")))?;
     let (raw, _): (Vec<RawEvent>, usize) = bincode::decode_from_slice(&plain, config())
-        .map_err(|e| StoreError::corrupt(format!("raw block: {e}")))?;
+        .map_err(|e| Error::corrupt(format!("raw block: {e}")))?;
     Ok(raw.into_iter().map(Event::from).collect())
 }
 
-fn check_version(bytes: &[u8]) -> Result<(), StoreError> {
+fn check_version(bytes: &[u8]) -> Result<(), Error> {
     match bytes.first() {
         Some(&FORMAT_VERSION) => Ok(()),
-        Some(&v) => Err(StoreError::UnsupportedFormat {
+        Some(&v) => Err(Error::UnsupportedFormat {
             found: v,
             supported: FORMAT_VERSION,
         }),
-        None => Err(StoreError::corrupt("empty value")),
+        None => Err(Error::corrupt("empty value")),
     }
 }
 
@@ -510,7 +507,7 @@ mod tests {
         bytes[0] = FORMAT_VERSION + 1;
         assert!(matches!(
             ColumnBlock::decode(&bytes),
-            Err(StoreError::UnsupportedFormat { .. })
+            Err(Error::UnsupportedFormat { .. })
         ));
     }
 }

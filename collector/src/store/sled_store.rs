@@ -115,21 +115,22 @@ impl SledStore {
                 }
                 other => Error::Sled(other),
             })?;
-        match db.get(codec::key(prefix::META, meta::FORMAT))? {
+        let created = match db.get(codec::key(prefix::META, meta::FORMAT))? {
             None => {
                 db.insert(
                     codec::key(prefix::META, meta::FORMAT),
                     &[codec::FORMAT_VERSION],
                 )?;
+                true
             }
-            Some(v) if v.as_ref() == [codec::FORMAT_VERSION] => {}
+            Some(v) if v.as_ref() == [codec::FORMAT_VERSION] => false,
             Some(v) => {
                 return Err(Error::UnsupportedFormat {
                     found: v.first().copied().unwrap_or(0),
                     supported: codec::FORMAT_VERSION,
                 });
             }
-        }
+        };
         let store = SledStore {
             db,
             dir: dir.to_path_buf(),
@@ -137,7 +138,11 @@ impl SledStore {
             synced_blobs: Mutex::new(HashSet::new()),
             seal_lock: RwLock::new(()),
         };
-        store.sync()?;
+        // Only a new store has written anything (its format marker); opening
+        // an existing one for a query must not cost an fsync.
+        if created {
+            store.sync()?;
+        }
         Ok(store)
     }
 
@@ -239,22 +244,6 @@ impl SledStore {
             }
         }
         Ok(())
-    }
-
-    /// Size of the store's files on disk, in bytes.
-    pub fn disk_bytes(&self) -> u64 {
-        fn walk(p: &Path) -> u64 {
-            std::fs::read_dir(p).map_or(0, |rd| {
-                rd.flatten()
-                    .map(|e| match e.metadata() {
-                        Ok(m) if m.is_dir() => walk(&e.path()),
-                        Ok(m) => m.len(),
-                        Err(_) => 0,
-                    })
-                    .sum()
-            })
-        }
-        walk(&self.dir)
     }
 }
 

@@ -115,19 +115,6 @@ impl WriterHandle {
             .map_err(|_| Arc::new(Error::Unavailable("the writer has stopped".into())))?
     }
 
-    /// Blocking variant of [`WriterHandle::submit`], for non-async callers.
-    pub fn submit_blocking(&self, events: Vec<Event>) -> CommitReply {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .blocking_send(Msg::Job(Job { events, reply }))
-            .map_err(|_| Arc::new(Error::Unavailable("the writer has stopped".into())))?;
-        rx.blocking_recv()
-            .map_err(|_| Arc::new(Error::Unavailable("the writer has stopped".into())))?
-    }
-
     /// False after a failed append or sync, until one succeeds again.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
