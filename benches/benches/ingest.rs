@@ -4,7 +4,7 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tally_benches::synth::{event, event_json};
-use tally_collector::store::{EventStore, SledStore, StoreOptions};
+use tally_collector::store::{DiskStore, EventStore, StoreOptions};
 
 const BATCH: u64 = 4096;
 
@@ -20,7 +20,7 @@ fn validate(c: &mut Criterion) {
         })
     });
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), &StoreOptions::default()).unwrap();
+    let store = DiskStore::open(dir.path(), &StoreOptions::default()).unwrap();
     let mut seq = 0u64;
     let mut next_batch = || {
         let events: Vec<_> = (seq..seq + BATCH).map(|i| event(i, 50_000)).collect();

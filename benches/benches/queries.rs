@@ -9,23 +9,21 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tally_benches::synth::Lifecycle;
-use tally_collector::store::{EventStore, SledStore, StoreOptions};
+use tally_collector::store::{DiskStore, EventStore, StoreOptions};
 use tally_query::{RawParams, Source, activation, funnel, retention};
 
-fn store() -> SledStore {
+fn store() -> DiskStore {
     let persons: u64 = std::env::var("TALLY_BENCH_PERSONS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../target/bench-store-{persons}-v2"));
+        .join(format!("../target/bench-store-{persons}-v3"));
     let ready = dir.join("READY");
-    let options = StoreOptions {
-        cache_capacity: 1 << 30,
-    };
+    let options = StoreOptions::default();
     if !ready.exists() {
         let _ = std::fs::remove_dir_all(&dir);
-        let store = SledStore::open(&dir, &options).unwrap();
+        let store = DiskStore::open(&dir, &options).unwrap();
         let mut events = Lifecycle::new(persons, 7);
         let mut n = 0;
         loop {
@@ -37,6 +35,7 @@ fn store() -> SledStore {
             store.append(chunk).unwrap();
         }
         store.sync().unwrap();
+        store.close().unwrap();
         eprintln!(
             "generated {n} events for {persons} persons in {}",
             dir.display()
@@ -44,7 +43,7 @@ fn store() -> SledStore {
         std::fs::write(&ready, n.to_string()).unwrap();
         drop(store);
     }
-    SledStore::open(&dir, &options).unwrap()
+    DiskStore::open(&dir, &options).unwrap()
 }
 
 fn params(pairs: &[(&str, &str)]) -> RawParams {

@@ -11,7 +11,7 @@ use tally_query::{Format, QueryError};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::store::{SledStore, StoreOptions};
+use crate::store::{DiskStore, StoreOptions};
 
 /// Tally: self-hosted product analytics in one binary.
 #[derive(Debug, Parser)]
@@ -324,7 +324,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
 }
 
 /// Opens an existing data directory, refusing to create one by accident.
-fn open_existing(data: &Path) -> Result<SledStore, Error> {
+fn open_existing(data: &Path) -> Result<DiskStore, Error> {
     let dir = Config::store_dir(data);
     if !dir.exists() {
         return Err(Error::Config(format!(
@@ -333,7 +333,7 @@ fn open_existing(data: &Path) -> Result<SledStore, Error> {
             data.display()
         )));
     }
-    SledStore::open(&dir, &StoreOptions::default())
+    DiskStore::open(&dir, &StoreOptions::default())
 }
 
 fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
@@ -346,7 +346,7 @@ fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
             "--format: import prints table or json".into(),
         ));
     }
-    let store = SledStore::open(&Config::store_dir(&a.data), &StoreOptions::default())?;
+    let store = DiskStore::open(&Config::store_dir(&a.data), &StoreOptions::default())?;
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     bar.set_style(

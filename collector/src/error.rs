@@ -20,7 +20,11 @@ pub enum Error {
     #[error("store is corrupt: {0}")]
     Corrupt(String),
     /// The store was written by another version of Tally.
-    #[error("store format version {found} is not supported (this build reads version {supported})")]
+    #[error(
+        "store format version {found} is not supported (this build reads version {supported}); \
+         export the events with the Tally build that wrote them (`tally export`) and import \
+         them into a new data directory"
+    )]
     UnsupportedFormat {
         /// Version byte found on disk.
         found: u8,

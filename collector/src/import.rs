@@ -37,7 +37,8 @@ pub struct LineError {
     pub error: String,
 }
 
-/// Reads `input` to the end, storing valid events in chunks, then fsyncs.
+/// Reads `input` to the end, storing valid events in chunks, then fsyncs
+/// and closes the store.
 /// `progress` is called with the bytes read so far.
 pub fn import(
     input: impl BufRead + Send,
@@ -62,7 +63,9 @@ pub fn import(
             let room = MAX_LISTED_ERRORS.saturating_sub(summary.errors.len());
             summary.errors.extend(chunk.errors.into_iter().take(room));
         }
-        store.sync()
+        store.sync()?;
+        // Leaves the store compact, with nothing in the write-ahead log.
+        store.close()
     })?;
     Ok(summary)
 }

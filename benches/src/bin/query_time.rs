@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Parser;
 use tally_collector::config::Config;
-use tally_collector::store::{SledStore, StoreOptions};
+use tally_collector::store::{DiskStore, StoreOptions};
 use tally_query::Format;
 
 #[derive(Debug, Parser)]
@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     let t = Instant::now();
-    let store = SledStore::open(&Config::store_dir(&args.data), &StoreOptions::default())?;
+    let store = DiskStore::open(&Config::store_dir(&args.data), &StoreOptions::default())?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let query = tally_collector::analysis::Query::parse(
         &args.analysis,

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::keys::Keys;
 use crate::store::writer::WriterHandle;
-use crate::store::{EventStore, SledStore, StoreOptions, Writer};
+use crate::store::{DiskStore, EventStore, StoreOptions, Writer};
 use error::ApiError;
 use metrics::{Metrics, RequestLabels};
 
@@ -72,10 +72,11 @@ pub fn start(config: Config) -> Result<Running, Error> {
     config.validate()?;
     std::fs::create_dir_all(&config.data)
         .map_err(|e| Error::io(format!("creating {}", config.data.display()), e))?;
-    let store = Arc::new(SledStore::open(
+    let store = Arc::new(DiskStore::open(
         &Config::store_dir(&config.data),
         &StoreOptions {
             cache_capacity: config.cache_mb * 1024 * 1024,
+            ..StoreOptions::default()
         },
     )?);
     start_with_store(config, store)

@@ -1,23 +1,26 @@
 //! Every byte Tally writes to disk is encoded and decoded here, and nowhere
-//! else: the key layout, the column blocks analyses read, and the raw
-//! blocks export reads. Values start with [`FORMAT_VERSION`] so that a
-//! format change is always deliberate (the fixture test in
-//! `tests/it/store_fixture.rs` fails when this layout changes).
+//! else: the index keys in sled, the chunk files that hold the events, and
+//! the write-ahead log. Values, chunk files and log records start with
+//! [`FORMAT_VERSION`] so that a format change is always deliberate (the
+//! fixture test in `tests/it/store_fixture.rs` fails when this layout
+//! changes).
 //!
-//! Key space (one sled tree, so a commit is one atomic `apply_batch`):
+//! Index key space (one sled tree; it holds no event data, only what finds
+//! it):
 //!
-//! | key                                | value                                   |
-//! |------------------------------------|-----------------------------------------|
-//! | `m` + meta name                    | little-endian counter                   |
-//! | `n` + event name                   | name id, u32 big-endian                 |
-//! | `p` + person key                   | person id, u32 big-endian               |
-//! | `i` + first 5 bytes of an id + part (u16 BE) | [`IdBucket`]: the other 10 bytes of stored ids with that prefix, sorted |
-//! | `c` + name id (BE) + block seq (BE)| [`ColumnBlock`]                         |
-//! | `r` + block seq (BE)               | raw block: full events, zstd-compressed |
+//! | key                          | value                                           |
+//! |------------------------------|-------------------------------------------------|
+//! | `m` + meta name              | little-endian counter                           |
+//! | `n` + event name             | name id, u32 big-endian                         |
+//! | `p` + person key             | person id, u32 big-endian                       |
+//! | `k` + chunk number (u32 BE)  | [`ChunkHeader`]: where each section of the chunk file is |
+//! | `i` + first 4 bytes of an id | [`ChunkList`]: the chunks holding ids with that prefix |
 //!
-//! Big-endian ids and sequence numbers keep each name's column blocks
-//! contiguous and in write order, so a scan of one event name is one range
-//! read that never touches other names or the raw events.
+//! A chunk file (`chunks/NNNNNNNN.chunk`) is immutable once written:
+//! `[magic][version]`, then its sections — the chunk's ids sorted (16 bytes
+//! each, so membership is a binary search), the full events in the same
+//! order without their ids (zstd, in sub-blocks), and one [`ColumnBlock`]
+//! per event name for the analyses — and last a copy of its header.
 
 use bincode::{Decode, Encode};
 use tally_event::{Event, Stage};
@@ -26,21 +29,22 @@ use uuid::Uuid;
 use crate::error::Error;
 
 /// Version of everything below. Bump it, and add a migration or a clear
-/// refusal, whenever any encoding changes.
-pub const FORMAT_VERSION: u8 = 1;
+/// refusal, whenever any encoding changes. Version 1 kept everything in
+/// sled (events in sled values); it is refused with a message.
+pub const FORMAT_VERSION: u8 = 2;
 
-/// zstd level for raw blocks. Level 3 cost a third of batched HTTP
-/// throughput for a 4% smaller store; block size (1024 events) matters more
-/// than level for the ratio.
-const ZSTD_LEVEL: i32 = 1;
+/// First bytes of every chunk file.
+pub const CHUNK_MAGIC: &[u8; 8] = b"TALLYCHK";
 
-const CODEC_ZSTD: u8 = 1;
+/// zstd level of the events section. The columnar layout, not the level,
+/// is what makes it small.
+const ZSTD_LEVEL: i32 = 3;
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard()
 }
 
-/// Key prefixes.
+/// Index key prefixes.
 pub mod prefix {
     /// Counters and format marker.
     pub const META: u8 = b'm';
@@ -48,12 +52,10 @@ pub mod prefix {
     pub const NAME: u8 = b'n';
     /// Person key → person id.
     pub const PERSON: u8 = b'p';
-    /// Event id, for deduplication.
+    /// Chunk number → chunk header.
+    pub const CHUNK: u8 = b'k';
+    /// Id prefix → chunks holding such ids.
     pub const ID: u8 = b'i';
-    /// Column blocks.
-    pub const COLUMNS: u8 = b'c';
-    /// Raw (full) event blocks.
-    pub const RAW: u8 = b'r';
 }
 
 /// Names of meta counters.
@@ -64,8 +66,10 @@ pub mod meta {
     pub const NEXT_PERSON: &[u8] = b"next_person";
     /// Next name id.
     pub const NEXT_NAME: &[u8] = b"next_name";
-    /// Next block sequence number.
-    pub const NEXT_SEQ: &[u8] = b"next_seq";
+    /// Number of published chunks (chunk numbers are dense from 0).
+    pub const CHUNKS: &[u8] = b"chunks";
+    /// Number of the write-ahead log file that holds the open chunk.
+    pub const WAL: &[u8] = b"wal";
 }
 
 /// `prefix` + `suffix`.
@@ -73,130 +77,6 @@ pub fn key(prefix: u8, suffix: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + suffix.len());
     k.push(prefix);
     k.extend_from_slice(suffix);
-    k
-}
-
-/// Bytes of an id that select its dedup bucket. For UUIDv7 (what the SDK
-/// and the collector assign) these are the top 40 bits of the millisecond
-/// timestamp: a 256 ms window, so the ids of one commit share a bucket or
-/// two. One sled key per event was 85% of append time; 1 ms buckets still
-/// left a key per id for apps minting a few ids per millisecond (~2x slower
-/// HTTP ingest of realistic data than 256 ms buckets). Random ids still
-/// work, one bucket each.
-pub const ID_BUCKET_PREFIX: usize = 5;
-
-/// The part of an id stored inside its bucket.
-pub type IdSuffix = [u8; 16 - ID_BUCKET_PREFIX];
-
-/// Most ids in one bucket part. Ids that share a prefix for reasons other
-/// than time (`00000000-0000-...-000000000001`, `...02`, ...) would otherwise
-/// pile into one value rewritten on every commit; a full part is sealed
-/// and never rewritten, and new ids start the next part.
-pub const ID_BUCKET_PART_MAX: usize = 1024;
-
-/// Key prefix shared by all parts of an id's dedup bucket.
-pub type IdBucketPrefix = [u8; 1 + ID_BUCKET_PREFIX];
-
-/// The dedup bucket prefix of an event id.
-pub fn id_bucket_prefix(id: &Uuid) -> IdBucketPrefix {
-    let mut k = [0u8; 1 + ID_BUCKET_PREFIX];
-    k[0] = prefix::ID;
-    k[1..].copy_from_slice(&id.as_bytes()[..ID_BUCKET_PREFIX]);
-    k
-}
-
-/// Key of one part of a dedup bucket.
-pub fn id_bucket_key(prefix: &IdBucketPrefix, part: u16) -> [u8; 3 + ID_BUCKET_PREFIX] {
-    let mut k = [0u8; 3 + ID_BUCKET_PREFIX];
-    k[..1 + ID_BUCKET_PREFIX].copy_from_slice(prefix);
-    k[1 + ID_BUCKET_PREFIX..].copy_from_slice(&part.to_be_bytes());
-    k
-}
-
-/// The part number of a dedup bucket key.
-pub fn id_bucket_part(key: &[u8]) -> Result<u16, Error> {
-    key.get(1 + ID_BUCKET_PREFIX..)
-        .and_then(|b| b.try_into().ok())
-        .map(u16::from_be_bytes)
-        .ok_or_else(|| Error::corrupt("id bucket key has no part number"))
-}
-
-/// The suffix of `id` kept in its bucket.
-pub fn id_suffix(id: &Uuid) -> IdSuffix {
-    id.as_bytes()[ID_BUCKET_PREFIX..]
-        .try_into()
-        .expect("fixed size")
-}
-
-/// The stored ids sharing one [`id_bucket_key`]: `[version][suffix; n]`,
-/// suffixes sorted so membership is a binary search.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct IdBucket {
-    /// Sorted, distinct.
-    pub suffixes: Vec<IdSuffix>,
-}
-
-impl IdBucket {
-    /// True if `suffix` is stored.
-    pub fn contains(&self, suffix: &IdSuffix) -> bool {
-        self.suffixes.binary_search(suffix).is_ok()
-    }
-
-    /// Adds suffixes not already present, keeping the order.
-    pub fn extend(&mut self, new: &[IdSuffix]) {
-        self.suffixes.extend_from_slice(new);
-        self.suffixes.sort_unstable();
-        self.suffixes.dedup();
-    }
-
-    /// Encodes as `[version][suffixes...]`.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + self.suffixes.len() * size_of::<IdSuffix>());
-        out.push(FORMAT_VERSION);
-        for s in &self.suffixes {
-            out.extend_from_slice(s);
-        }
-        out
-    }
-
-    /// Decodes a bucket written by [`IdBucket::encode`].
-    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        check_version(bytes)?;
-        let body = &bytes[1..];
-        if body.len() % size_of::<IdSuffix>() != 0 {
-            return Err(Error::corrupt("id bucket has a partial id"));
-        }
-        Ok(IdBucket {
-            suffixes: body
-                .chunks_exact(size_of::<IdSuffix>())
-                .map(|c| c.try_into().expect("exact chunk"))
-                .collect(),
-        })
-    }
-}
-
-/// Key of a column block.
-pub fn column_key(name: u32, seq: u64) -> [u8; 13] {
-    let mut k = [0u8; 13];
-    k[0] = prefix::COLUMNS;
-    k[1..5].copy_from_slice(&name.to_be_bytes());
-    k[5..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// Prefix of all column blocks of one name.
-pub fn column_prefix(name: u32) -> [u8; 5] {
-    let mut k = [0u8; 5];
-    k[0] = prefix::COLUMNS;
-    k[1..].copy_from_slice(&name.to_be_bytes());
-    k
-}
-
-/// Key of a raw block.
-pub fn raw_key(seq: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = prefix::RAW;
-    k[1..].copy_from_slice(&seq.to_be_bytes());
     k
 }
 
@@ -224,8 +104,249 @@ pub fn decode_counter(bytes: &[u8]) -> Result<u64, Error> {
     })?))
 }
 
-/// The analysis columns of up to a few thousand events of one name: just
-/// what every analysis needs, without properties.
+/// Key of a chunk's header.
+pub fn chunk_key(chunk: u32) -> [u8; 5] {
+    let mut k = [prefix::CHUNK; 5];
+    k[1..].copy_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+/// Bytes of an id that select its entry in the id index. For UUIDv7 (what
+/// the SDK and the collector assign) these are the top 32 bits of the
+/// millisecond timestamp, a 65-second window: the entry lists the few
+/// chunks written around then, whatever the event rate. Random ids get an
+/// entry each.
+pub const ID_PREFIX: usize = 4;
+
+/// Key of an id's index entry.
+pub fn id_key(id: &Uuid) -> [u8; 1 + ID_PREFIX] {
+    let mut k = [prefix::ID; 1 + ID_PREFIX];
+    k[1..].copy_from_slice(&id.as_bytes()[..ID_PREFIX]);
+    k
+}
+
+/// The chunks that hold at least one id with a given prefix, ascending.
+#[derive(Debug, Clone, Default, PartialEq, Encode, Decode)]
+pub struct ChunkList(pub Vec<u32>);
+
+impl ChunkList {
+    /// `[version][bincode]`.
+    pub fn encode(&self) -> Vec<u8> {
+        versioned(self)
+    }
+
+    /// Inverse of [`ChunkList::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        unversioned(bytes, "id index entry")
+    }
+}
+
+/// Where a byte range of a chunk file is, and its checksum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Encode, Decode)]
+pub struct Section {
+    /// Offset from the start of the file.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u32,
+    /// crc32 of those bytes.
+    pub crc: u32,
+}
+
+/// One sub-block of the events section.
+#[derive(Debug, Clone, Copy, PartialEq, Encode, Decode)]
+pub struct EventsSection {
+    /// The bytes.
+    pub section: Section,
+    /// Events in it (they follow the previous sub-blocks' in id order).
+    pub events: u32,
+}
+
+/// One event name's column block in a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Encode, Decode)]
+pub struct NameSection {
+    /// Name id.
+    pub name: u32,
+    /// Rows in the block.
+    pub rows: u32,
+    /// Earliest timestamp of those rows.
+    pub min_ts: i64,
+    /// Latest timestamp of those rows.
+    pub max_ts: i64,
+    /// The bytes ([`ColumnBlock::encode`]).
+    pub section: Section,
+}
+
+/// What is in a chunk file and where: kept in the index, so opening the
+/// store and planning a query read no chunk file, and repeated at the end
+/// of the file itself.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct ChunkHeader {
+    /// Number of events.
+    pub events: u32,
+    /// Earliest event timestamp.
+    pub min_ts: i64,
+    /// Latest event timestamp.
+    pub max_ts: i64,
+    /// Smallest id.
+    pub min_id: [u8; 16],
+    /// Largest id.
+    pub max_id: [u8; 16],
+    /// The sorted ids, 16 bytes each.
+    pub ids: Section,
+    /// The events in id order, without ids.
+    pub events_sections: Vec<EventsSection>,
+    /// One column block per event name, by name id.
+    pub names: Vec<NameSection>,
+}
+
+impl ChunkHeader {
+    /// `[version][bincode]`.
+    pub fn encode(&self) -> Vec<u8> {
+        versioned(self)
+    }
+
+    /// Inverse of [`ChunkHeader::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        unversioned(bytes, "chunk header")
+    }
+
+    /// True if `id` lies within the chunk's id range.
+    pub fn may_hold(&self, id: &Uuid) -> bool {
+        (self.min_id..=self.max_id).contains(id.as_bytes())
+    }
+}
+
+/// The bytes of a chunk file before its sections: magic and version.
+pub fn chunk_file_preamble() -> Vec<u8> {
+    let mut out = CHUNK_MAGIC.to_vec();
+    out.push(FORMAT_VERSION);
+    out
+}
+
+/// Checks a chunk file's preamble.
+pub fn check_chunk_preamble(bytes: &[u8]) -> Result<(), Error> {
+    match bytes.split_at_checked(CHUNK_MAGIC.len()) {
+        Some((magic, [v, ..])) if magic == CHUNK_MAGIC => check_version(&[*v]),
+        _ => Err(Error::corrupt("not a Tally chunk file")),
+    }
+}
+
+/// crc32 of a section's bytes.
+pub fn crc(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
+
+/// Verifies bytes read for `section`.
+pub fn check_section(bytes: &[u8], section: &Section, what: &str) -> Result<(), Error> {
+    if bytes.len() != section.len as usize || crc(bytes) != section.crc {
+        return Err(Error::corrupt(format!("{what}: checksum mismatch")));
+    }
+    Ok(())
+}
+
+/// Ids as the ids section stores them: 16 bytes each, sorted.
+pub fn encode_ids(ids: &[[u8; 16]]) -> Vec<u8> {
+    ids.concat()
+}
+
+/// Inverse of [`encode_ids`].
+pub fn decode_ids(bytes: &[u8]) -> Result<Vec<[u8; 16]>, Error> {
+    if bytes.len() % 16 != 0 {
+        return Err(Error::corrupt("ids section has a partial id"));
+    }
+    Ok(bytes
+        .chunks_exact(16)
+        .map(|c| c.try_into().expect("exact chunk"))
+        .collect())
+}
+
+/// Events as an events sub-block stores them: column by column (names
+/// together, person keys together, ...), which zstd compresses far better
+/// than event after event. Timestamps are deltas from the previous event.
+#[derive(Encode, Decode, Default)]
+struct EventColumns {
+    event: Vec<String>,
+    user_id: Vec<Option<String>>,
+    anonymous_id: Vec<Option<String>>,
+    ts_delta: Vec<i64>,
+    stage: Vec<u8>,
+    revenue: Vec<Option<f64>>,
+    properties: Vec<Option<String>>,
+}
+
+/// Encodes events (their ids go to the ids section) as
+/// `[version][zstd(bincode(columns))]`.
+pub fn encode_events(events: &[&Event]) -> Vec<u8> {
+    let mut c = EventColumns::default();
+    let mut prev = 0i64;
+    for e in events {
+        c.event.push(e.event.clone());
+        c.user_id.push(e.user_id.clone());
+        c.anonymous_id.push(e.anonymous_id.clone());
+        c.ts_delta.push(e.timestamp.wrapping_sub(prev));
+        prev = e.timestamp;
+        c.stage.push(e.stage.map_or(0, Stage::code));
+        c.revenue.push(e.revenue);
+        c.properties.push(e.properties.clone());
+    }
+    let plain = bincode::encode_to_vec(&c, config()).expect("writing to a Vec");
+    let mut out = vec![FORMAT_VERSION];
+    out.extend(zstd::bulk::compress(&plain, ZSTD_LEVEL).expect("zstd compresses any input"));
+    out
+}
+
+/// Decodes an events sub-block, giving the events the ids `ids` (in order).
+pub fn decode_events(bytes: &[u8], ids: &[[u8; 16]]) -> Result<Vec<Event>, Error> {
+    check_version(bytes)?;
+    let plain = zstd::stream::decode_all(&bytes[1..])
+        .map_err(|e| Error::corrupt(format!("events section: {e}")))?;
+    let (c, _): (EventColumns, usize) = bincode::decode_from_slice(&plain, config())
+        .map_err(|e| Error::corrupt(format!("events section: {e}")))?;
+    let n = c.event.len();
+    if [
+        ids.len(),
+        c.user_id.len(),
+        c.anonymous_id.len(),
+        c.ts_delta.len(),
+        c.stage.len(),
+        c.revenue.len(),
+        c.properties.len(),
+    ]
+    .iter()
+    .any(|&len| len != n)
+    {
+        return Err(Error::corrupt("events section: columns differ in length"));
+    }
+    let mut ts = 0i64;
+    let mut out = Vec::with_capacity(n);
+    let cols = c
+        .event
+        .into_iter()
+        .zip(c.user_id)
+        .zip(c.anonymous_id)
+        .zip(c.ts_delta)
+        .zip(c.stage)
+        .zip(c.revenue)
+        .zip(c.properties)
+        .zip(ids);
+    for (((((((event, user_id), anonymous_id), d), stage), revenue), properties), id) in cols {
+        ts = ts.wrapping_add(d);
+        out.push(Event {
+            id: Uuid::from_bytes(*id),
+            event,
+            user_id,
+            anonymous_id,
+            timestamp: ts,
+            stage: Stage::from_code(stage),
+            revenue,
+            properties,
+        });
+    }
+    Ok(out)
+}
+
+/// The analysis columns of one event name: just what every analysis needs,
+/// without properties.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ColumnBlock {
     /// Person ids.
@@ -238,24 +359,24 @@ pub struct ColumnBlock {
     pub revenue: Vec<f64>,
 }
 
-/// On-disk body of a column block (after the version byte and the time
-/// bounds): timestamps are deltas from the block's minimum so they varint-encode
-/// small; revenue is sparse because most events carry none.
+/// On-disk body of a column block (after the version byte): timestamps are
+/// deltas from the previous row, which chunks write in time order, so they
+/// varint-encode in a byte or two; revenue is sparse because most events
+/// carry none.
 #[derive(Decode)]
 struct ColumnBody {
     person: Vec<u32>,
-    ts_delta: Vec<u64>,
+    ts_delta: Vec<i64>,
     stage: Vec<u8>,
     revenue: Vec<(u32, f64)>,
 }
 
-/// The encoding side of [`ColumnBody`], borrowing the columns so that
-/// re-encoding a growing tail block does not copy it first. Field order and
-/// types must match `ColumnBody` exactly.
+/// The encoding side of [`ColumnBody`], borrowing what it can. Field order
+/// and types must match `ColumnBody` exactly.
 #[derive(Encode)]
 struct ColumnBodyRef<'a> {
     person: &'a [u32],
-    ts_delta: Vec<u64>,
+    ts_delta: Vec<i64>,
     stage: &'a [u8],
     revenue: Vec<(u32, f64)>,
 }
@@ -279,23 +400,40 @@ impl ColumnBlock {
         self.revenue.push(revenue.unwrap_or(f64::NAN));
     }
 
-    /// The rows from `start` on, as a block of their own.
-    pub fn slice_from(&self, start: usize) -> ColumnBlock {
+    /// Appends every row of `other`.
+    pub fn extend(&mut self, other: &ColumnBlock) {
+        self.person.extend_from_slice(&other.person);
+        self.ts.extend_from_slice(&other.ts);
+        self.stage.extend_from_slice(&other.stage);
+        self.revenue.extend_from_slice(&other.revenue);
+    }
+
+    /// The same rows in timestamp order (stable).
+    pub fn sorted_by_time(&self) -> ColumnBlock {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by_key(|&i| self.ts[i]);
         ColumnBlock {
-            person: self.person[start..].to_vec(),
-            ts: self.ts[start..].to_vec(),
-            stage: self.stage[start..].to_vec(),
-            revenue: self.revenue[start..].to_vec(),
+            person: order.iter().map(|&i| self.person[i]).collect(),
+            ts: order.iter().map(|&i| self.ts[i]).collect(),
+            stage: order.iter().map(|&i| self.stage[i]).collect(),
+            revenue: order.iter().map(|&i| self.revenue[i]).collect(),
         }
     }
 
-    /// Encodes as `[version][min_ts][max_ts][bincode body]`.
+    /// Encodes as `[version][bincode body]`.
     pub fn encode(&self) -> Vec<u8> {
-        let min = self.ts.iter().copied().min().unwrap_or(0);
-        let max = self.ts.iter().copied().max().unwrap_or(0);
+        let mut prev = 0i64;
         let body = ColumnBodyRef {
             person: &self.person,
-            ts_delta: self.ts.iter().map(|&t| (t - min) as u64).collect(),
+            ts_delta: self
+                .ts
+                .iter()
+                .map(|&t| {
+                    let d = t.wrapping_sub(prev);
+                    prev = t;
+                    d
+                })
+                .collect(),
             stage: &self.stage,
             revenue: self
                 .revenue
@@ -305,29 +443,16 @@ impl ColumnBlock {
                 .map(|(i, &r)| (i as u32, r))
                 .collect(),
         };
-        let mut out = Vec::with_capacity(17 + self.len() * 8);
+        let mut out = Vec::with_capacity(1 + self.len() * 6);
         out.push(FORMAT_VERSION);
-        out.extend_from_slice(&min.to_le_bytes());
-        out.extend_from_slice(&max.to_le_bytes());
         bincode::encode_into_std_write(&body, &mut out, config()).expect("writing to a Vec");
         out
     }
 
-    /// The `[min, max]` timestamps of an encoded block, without decoding it.
-    pub fn time_bounds(bytes: &[u8]) -> Result<(i64, i64), Error> {
-        check_version(bytes)?;
-        let b = bytes
-            .get(1..17)
-            .ok_or_else(|| Error::corrupt("column block too short"))?;
-        let min = i64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-        let max = i64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
-        Ok((min, max))
-    }
-
     /// Decodes a block written by [`ColumnBlock::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        let (min, _) = Self::time_bounds(bytes)?;
-        let (body, _): (ColumnBody, usize) = bincode::decode_from_slice(&bytes[17..], config())
+        check_version(bytes)?;
+        let (body, _): (ColumnBody, usize) = bincode::decode_from_slice(&bytes[1..], config())
             .map_err(|e| Error::corrupt(format!("column block: {e}")))?;
         let n = body.ts_delta.len();
         if body.person.len() != n || body.stage.len() != n {
@@ -339,18 +464,26 @@ impl ColumnBlock {
                 .get_mut(i as usize)
                 .ok_or_else(|| Error::corrupt("column block: revenue index out of range"))? = r;
         }
+        let mut t = 0i64;
         Ok(ColumnBlock {
             person: body.person,
-            ts: body.ts_delta.into_iter().map(|d| min + d as i64).collect(),
+            ts: body
+                .ts_delta
+                .into_iter()
+                .map(|d| {
+                    t = t.wrapping_add(d);
+                    t
+                })
+                .collect(),
             stage: body.stage,
             revenue,
         })
     }
 }
 
-/// A full event as kept in raw blocks, for export.
+/// A full event as a write-ahead log record holds it.
 #[derive(Encode, Decode, Debug, Clone, PartialEq)]
-struct RawEvent {
+struct LoggedEvent {
     id: [u8; 16],
     event: String,
     user_id: Option<String>,
@@ -361,9 +494,17 @@ struct RawEvent {
     properties: Option<String>,
 }
 
-impl From<&Event> for RawEvent {
-    fn from(e: &Event) -> Self {
-        RawEvent {
+/// Bytes before a log record's payload: length (u32 LE), crc32 of the
+/// payload (u32 LE).
+pub const WAL_RECORD_HEADER: usize = 8;
+
+/// One write-ahead log record: `[len][crc][version][bincode(events)]`. The
+/// log is short-lived (it holds only the open chunk), so it is not
+/// compressed: appending must be cheap.
+pub fn encode_wal_record(events: &[Event]) -> Vec<u8> {
+    let logged: Vec<LoggedEvent> = events
+        .iter()
+        .map(|e| LoggedEvent {
             id: *e.id.as_bytes(),
             event: e.event.clone(),
             user_id: e.user_id.clone(),
@@ -372,13 +513,39 @@ impl From<&Event> for RawEvent {
             stage: e.stage.map_or(0, Stage::code),
             revenue: e.revenue,
             properties: e.properties.clone(),
-        }
-    }
+        })
+        .collect();
+    let mut payload = vec![FORMAT_VERSION];
+    bincode::encode_into_std_write(&logged, &mut payload, config()).expect("writing to a Vec");
+    let mut out = Vec::with_capacity(WAL_RECORD_HEADER + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc(&payload).to_le_bytes());
+    out.extend(payload);
+    out
 }
 
-impl From<RawEvent> for Event {
-    fn from(r: RawEvent) -> Self {
-        Event {
+/// Reads the records of a log from its start. Returns the events of every
+/// complete, intact record and the length of that valid prefix: a record
+/// cut short or garbled by a crash, and everything after it, was never
+/// acknowledged (acknowledgement waits for the fsync of the whole record).
+pub fn decode_wal(bytes: &[u8]) -> Result<(Vec<Event>, usize), Error> {
+    let mut events = Vec::new();
+    let mut at = 0;
+    while let Some(head) = bytes.get(at..at + WAL_RECORD_HEADER) {
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let sum = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+        let start = at + WAL_RECORD_HEADER;
+        let Some(payload) = bytes.get(start..start + len) else {
+            break;
+        };
+        if crc(payload) != sum {
+            break;
+        }
+        check_version(payload)?;
+        let (logged, _): (Vec<LoggedEvent>, usize) =
+            bincode::decode_from_slice(&payload[1..], config())
+                .map_err(|e| Error::corrupt(format!("write-ahead log record: {e}")))?;
+        events.extend(logged.into_iter().map(|r| Event {
             id: Uuid::from_bytes(r.id),
             event: r.event,
             user_id: r.user_id,
@@ -387,30 +554,23 @@ impl From<RawEvent> for Event {
             stage: Stage::from_code(r.stage),
             revenue: r.revenue,
             properties: r.properties,
-        }
+        }));
+        at = start + len;
     }
+    Ok((events, at))
 }
 
-/// Encodes full events as `[version][codec][zstd(bincode(events))]`.
-pub fn encode_raw_block(events: &[Event]) -> Vec<u8> {
-    let raw: Vec<RawEvent> = events.iter().map(RawEvent::from).collect();
-    let plain = bincode::encode_to_vec(&raw, config()).expect("writing to a Vec");
-    let mut out = vec![FORMAT_VERSION, CODEC_ZSTD];
-    out.extend(zstd::bulk::compress(&plain, ZSTD_LEVEL).expect("zstd compresses any input"));
+fn versioned(value: &impl Encode) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION];
+    bincode::encode_into_std_write(value, &mut out, config()).expect("writing to a Vec");
     out
 }
 
-/// Decodes a block written by [`encode_raw_block`].
-pub fn decode_raw_block(bytes: &[u8]) -> Result<Vec<Event>, Error> {
+fn unversioned<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error> {
     check_version(bytes)?;
-    if bytes.get(1) != Some(&CODEC_ZSTD) {
-        return Err(Error::corrupt("raw block: unknown codec"));
-    }
-    let plain = zstd::stream::decode_all(&bytes[2..])
-        .map_err(|e| Error::corrupt(format!("raw block: {e}")))?;
-    let (raw, _): (Vec<RawEvent>, usize) = bincode::decode_from_slice(&plain, config())
-        .map_err(|e| Error::corrupt(format!("raw block: {e}")))?;
-    Ok(raw.into_iter().map(Event::from).collect())
+    bincode::decode_from_slice(&bytes[1..], config())
+        .map(|(v, _)| v)
+        .map_err(|e| Error::corrupt(format!("{what}: {e}")))
 }
 
 fn check_version(bytes: &[u8]) -> Result<(), Error> {
@@ -435,7 +595,7 @@ mod tests {
             "[a-z_]{1,20}",
             proptest::option::of("\\PC{1,30}"),
             proptest::option::of("[a-z0-9-]{1,40}"),
-            946_684_800_000i64..4_102_444_800_000,
+            946_684_800_000i64..253_402_300_799_999,
             0u8..=7,
             proptest::option::of(-1e9f64..1e9),
             proptest::option::of("\\PC{0,40}"),
@@ -460,9 +620,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn raw_blocks_round_trip(events in proptest::collection::vec(arb_event(), 0..40)) {
-            let bytes = encode_raw_block(&events);
-            prop_assert_eq!(decode_raw_block(&bytes).unwrap(), events);
+        fn events_sections_round_trip(events in proptest::collection::vec(arb_event(), 0..40)) {
+            let refs: Vec<&Event> = events.iter().collect();
+            let ids: Vec<[u8; 16]> = events.iter().map(|e| *e.id.as_bytes()).collect();
+            let bytes = encode_events(&refs);
+            prop_assert_eq!(decode_events(&bytes, &ids).unwrap(), events);
+            prop_assert!(decode_events(&bytes, &ids[..ids.len().saturating_sub(1)]).is_err() || ids.is_empty());
         }
 
         #[test]
@@ -474,31 +637,98 @@ mod tests {
             for &(p, t, s, r) in &rows {
                 block.push(p, t, Stage::from_code(s), r);
             }
-            let bytes = block.encode();
-            let back = ColumnBlock::decode(&bytes).unwrap();
-            prop_assert_eq!(&back.person, &block.person);
-            prop_assert_eq!(&back.ts, &block.ts);
-            prop_assert_eq!(&back.stage, &block.stage);
-            let same_revenue = back.revenue.iter().zip(&block.revenue)
-                .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()));
-            prop_assert!(same_revenue);
-            if !rows.is_empty() {
-                let (min, max) = ColumnBlock::time_bounds(&bytes).unwrap();
-                prop_assert_eq!(min, *block.ts.iter().min().unwrap());
-                prop_assert_eq!(max, *block.ts.iter().max().unwrap());
+            for b in [block.clone(), block.sorted_by_time()] {
+                let back = ColumnBlock::decode(&b.encode()).unwrap();
+                prop_assert_eq!(&back.person, &b.person);
+                prop_assert_eq!(&back.ts, &b.ts);
+                prop_assert_eq!(&back.stage, &b.stage);
+                let same_revenue = back.revenue.iter().zip(&b.revenue)
+                    .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()));
+                prop_assert!(same_revenue);
             }
+            let sorted = block.sorted_by_time();
+            prop_assert!(sorted.ts.windows(2).all(|w| w[0] <= w[1]));
+        }
+
+        /// Whatever prefix of a log survives a crash, replay returns exactly
+        /// the records that are complete in it, and says where they end.
+        #[test]
+        fn a_log_cut_anywhere_replays_its_complete_records(
+            records in proptest::collection::vec(proptest::collection::vec(arb_event(), 1..5), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let encoded: Vec<Vec<u8>> = records.iter().map(|r| encode_wal_record(r)).collect();
+            let log: Vec<u8> = encoded.concat();
+            let at = cut.index(log.len() + 1);
+            let (events, valid) = decode_wal(&log[..at]).unwrap();
+            let mut end = 0;
+            let mut complete = Vec::new();
+            for (r, bytes) in records.iter().zip(&encoded) {
+                if end + bytes.len() > at {
+                    break;
+                }
+                end += bytes.len();
+                complete.extend(r.iter().cloned());
+            }
+            prop_assert_eq!(valid, end);
+            prop_assert_eq!(events, complete);
         }
     }
 
     #[test]
-    fn id_buckets_round_trip_and_stay_sorted() {
-        let s = |v: u8| -> IdSuffix { [v; 16 - ID_BUCKET_PREFIX] };
-        let mut b = IdBucket::default();
-        b.extend(&[s(3), s(1), s(3)]);
-        assert_eq!(b.suffixes, vec![s(1), s(3)]);
-        assert!(b.contains(&s(3)) && !b.contains(&s(2)));
-        assert_eq!(IdBucket::decode(&b.encode()).unwrap(), b);
-        assert!(IdBucket::decode(&[FORMAT_VERSION, 1, 2]).is_err());
+    fn a_garbled_log_record_ends_the_replay() {
+        let a = encode_wal_record(&[arb_like(1)]);
+        let b = encode_wal_record(&[arb_like(2)]);
+        let mut log = [a.clone(), b].concat();
+        let last = log.len() - 1;
+        log[last] ^= 1;
+        let (events, valid) = decode_wal(&log).unwrap();
+        assert_eq!(events, vec![arb_like(1)]);
+        assert_eq!(valid, a.len());
+    }
+
+    fn arb_like(n: u128) -> Event {
+        Event {
+            id: Uuid::from_u128(n),
+            event: "e".into(),
+            user_id: Some("u".into()),
+            anonymous_id: None,
+            timestamp: 1_800_000_000_000,
+            stage: None,
+            revenue: None,
+            properties: None,
+        }
+    }
+
+    #[test]
+    fn headers_and_chunk_lists_round_trip() {
+        let h = ChunkHeader {
+            events: 3,
+            min_ts: -5,
+            max_ts: 9,
+            min_id: [1; 16],
+            max_id: [2; 16],
+            ids: Section {
+                offset: 9,
+                len: 48,
+                crc: 7,
+            },
+            events_sections: vec![EventsSection {
+                section: Section::default(),
+                events: 3,
+            }],
+            names: vec![NameSection {
+                name: 4,
+                rows: 3,
+                min_ts: -5,
+                max_ts: 9,
+                section: Section::default(),
+            }],
+        };
+        assert_eq!(ChunkHeader::decode(&h.encode()).unwrap(), h);
+        let l = ChunkList(vec![0, 7, 300_000]);
+        assert_eq!(ChunkList::decode(&l.encode()).unwrap(), l);
+        assert!(h.may_hold(&Uuid::from_bytes([1; 16])) && !h.may_hold(&Uuid::from_bytes([3; 16])));
     }
 
     #[test]
@@ -509,5 +739,13 @@ mod tests {
             ColumnBlock::decode(&bytes),
             Err(Error::UnsupportedFormat { .. })
         ));
+        let mut preamble = chunk_file_preamble();
+        assert!(check_chunk_preamble(&preamble).is_ok());
+        *preamble.last_mut().unwrap() = FORMAT_VERSION + 1;
+        assert!(matches!(
+            check_chunk_preamble(&preamble),
+            Err(Error::UnsupportedFormat { .. })
+        ));
+        assert!(check_chunk_preamble(b"NOTCHUNK\x02").is_err());
     }
 }

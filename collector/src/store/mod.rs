@@ -1,10 +1,12 @@
 //! Where events live. HTTP, import and the analyses talk to the
-//! [`EventStore`] trait; only [`sled_store`] touches sled, and only
-//! [`codec`] knows the bytes on disk. A second backend (ClickHouse is
+//! [`EventStore`] trait; only [`disk`] touches sled and the store's files,
+//! and only [`codec`] knows the bytes on disk. A second backend (ClickHouse is
 //! planned for scale-out) plugs in by implementing the trait.
 
+pub mod chunk;
 pub mod codec;
-pub mod sled_store;
+pub mod disk;
+pub mod wal;
 pub mod writer;
 
 use tally_event::Event;
@@ -12,7 +14,7 @@ use tally_query::Source;
 
 use crate::error::Error;
 
-pub use sled_store::{SledStore, StoreOptions};
+pub use disk::{DiskStore, StoreOptions};
 pub use writer::{CommitReply, Writer};
 
 /// What happened to one appended event.
@@ -33,6 +35,13 @@ pub trait EventStore: Source + Send + Sync + 'static {
 
     /// Makes everything appended so far durable on disk (fsync'd).
     fn sync(&self) -> Result<(), Error>;
+
+    /// Puts everything appended into its final, compact form before the
+    /// process exits (a clean shutdown, the end of an import). Appending
+    /// afterwards is allowed. Durability never depends on it.
+    fn close(&self) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Calls `each` for every full event with `from <= timestamp < to`, in
     /// storage order.

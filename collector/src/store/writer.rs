@@ -183,6 +183,14 @@ fn append_loop(
 }
 
 fn sync_loop(store: &dyn EventStore, rx: std::sync::mpsc::Receiver<Pending>, healthy: &AtomicBool) {
+    sync_all(store, &rx, healthy);
+    // The append thread has stopped (shutdown): nothing can arrive any more.
+    if let Err(e) = store.close() {
+        tracing::error!(error = %e, "closing the store failed; it recovers on the next start");
+    }
+}
+
+fn sync_all(store: &dyn EventStore, rx: &std::sync::mpsc::Receiver<Pending>, healthy: &AtomicBool) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());

@@ -1,0 +1,239 @@
+//! Chunk files: sealed, immutable runs of events. A chunk is written to a
+//! temporary name, fsync'd and renamed, so a chunk file under its final
+//! name is always complete; the index refers to it only after that.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+use tally_event::Event;
+
+use super::codec::{self, ChunkHeader, ColumnBlock, EventsSection, NameSection, Section};
+use crate::error::Error;
+
+/// Events per sub-block of the events section: compressed in parallel,
+/// and decoded one at a time by export.
+const EVENTS_PER_SECTION: usize = 8192;
+
+/// The path of chunk `n` in `dir`.
+pub fn path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("{n:08}.chunk"))
+}
+
+/// fsyncs a directory, so that files created or renamed in it survive a
+/// crash.
+pub fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("fsync {}", dir.display()), e))
+}
+
+/// Numbers of the files `NNNNNNNN.ext` in `dir`, ascending.
+pub fn numbered_files(dir: &Path, ext: &str) -> Result<Vec<u64>, Error> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_suffix(ext)
+            .and_then(|s| s.strip_suffix('.'))
+            .and_then(|s| s.parse().ok())
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// What a sealed chunk is built from: events in acceptance order, each with
+/// its interned person and name.
+pub struct Sealing<'a> {
+    /// The events.
+    pub events: &'a [&'a Event],
+    /// `(person id, name id)` of each event.
+    pub interned: &'a [(u32, u32)],
+}
+
+/// Writes chunk `n` durably and returns its header.
+pub fn write(dir: &Path, n: u32, chunk: &Sealing<'_>) -> Result<ChunkHeader, Error> {
+    assert!(!chunk.events.is_empty(), "a chunk holds at least one event");
+    // Id order makes the ids section a sorted array; UUIDv7 ids are in
+    // about the order they were minted anyway.
+    let mut order: Vec<usize> = (0..chunk.events.len()).collect();
+    order.sort_unstable_by_key(|&i| chunk.events[i].id);
+    let ids: Vec<[u8; 16]> = order
+        .iter()
+        .map(|&i| *chunk.events[i].id.as_bytes())
+        .collect();
+    let sorted: Vec<&Event> = order.iter().map(|&i| chunk.events[i]).collect();
+
+    let mut columns: std::collections::BTreeMap<u32, ColumnBlock> = Default::default();
+    for (e, &(person, name)) in chunk.events.iter().zip(chunk.interned) {
+        columns
+            .entry(name)
+            .or_default()
+            .push(person, e.timestamp, e.stage, e.revenue);
+    }
+    // The costly part of a seal (compression) runs on every core.
+    let (events_bytes, column_bytes) = rayon::join(
+        || {
+            sorted
+                .par_chunks(EVENTS_PER_SECTION)
+                .map(|evs| (evs.len(), codec::encode_events(evs)))
+                .collect::<Vec<_>>()
+        },
+        || {
+            columns
+                .into_par_iter()
+                .map(|(name, block)| {
+                    let block = block.sorted_by_time();
+                    let bytes = block.encode();
+                    (name, block, bytes)
+                })
+                .collect::<Vec<_>>()
+        },
+    );
+
+    let mut file_bytes = codec::chunk_file_preamble();
+    let mut place = |bytes: &[u8]| {
+        let s = Section {
+            offset: file_bytes.len() as u64,
+            len: bytes.len() as u32,
+            crc: codec::crc(bytes),
+        };
+        file_bytes.extend_from_slice(bytes);
+        s
+    };
+    let ids_section = place(&codec::encode_ids(&ids));
+    let events_sections = events_bytes
+        .iter()
+        .map(|(n, bytes)| EventsSection {
+            section: place(bytes),
+            events: *n as u32,
+        })
+        .collect();
+    let names = column_bytes
+        .iter()
+        .map(|(name, block, bytes)| NameSection {
+            name: *name,
+            rows: block.len() as u32,
+            min_ts: block.ts[0],
+            max_ts: *block.ts.last().expect("non-empty"),
+            section: place(bytes),
+        })
+        .collect();
+    let header = ChunkHeader {
+        events: chunk.events.len() as u32,
+        min_ts: chunk
+            .events
+            .iter()
+            .map(|e| e.timestamp)
+            .min()
+            .expect("non-empty"),
+        max_ts: chunk
+            .events
+            .iter()
+            .map(|e| e.timestamp)
+            .max()
+            .expect("non-empty"),
+        min_id: ids[0],
+        max_id: *ids.last().expect("non-empty"),
+        ids: ids_section,
+        events_sections,
+        names,
+    };
+    // The header again at the end, so a chunk file describes itself.
+    let head = header.encode();
+    file_bytes.extend_from_slice(&head);
+    file_bytes.extend_from_slice(&(head.len() as u32).to_le_bytes());
+
+    let final_path = path(dir, n);
+    let tmp = final_path.with_extension("chunk.tmp");
+    let io = |e| Error::io(format!("writing {}", tmp.display()), e);
+    let mut f = File::create(&tmp).map_err(io)?;
+    f.write_all(&file_bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &final_path)
+        .map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
+    Ok(header)
+}
+
+/// A published chunk: its header and, once first read, its open file.
+pub struct Chunk {
+    /// Chunk number.
+    pub number: u32,
+    /// Where everything is.
+    pub header: ChunkHeader,
+    path: PathBuf,
+    file: OnceLock<File>,
+}
+
+impl Chunk {
+    /// A chunk of the index, file not opened yet.
+    pub fn new(dir: &Path, number: u32, header: ChunkHeader) -> Self {
+        Chunk {
+            number,
+            header,
+            path: path(dir, number),
+            file: OnceLock::new(),
+        }
+    }
+
+    /// Reads and verifies one section.
+    pub fn read(&self, section: &Section, what: &str) -> Result<Vec<u8>, Error> {
+        let file = match self.file.get() {
+            Some(f) => f,
+            None => {
+                let f = File::open(&self.path)
+                    .map_err(|e| Error::io(format!("opening {}", self.path.display()), e))?;
+                let mut preamble = [0u8; 9];
+                f.read_exact_at(&mut preamble, 0)
+                    .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
+                codec::check_chunk_preamble(&preamble)?;
+                self.file.get_or_init(|| f)
+            }
+        };
+        let mut buf = vec![0u8; section.len as usize];
+        file.read_exact_at(&mut buf, section.offset)
+            .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
+        codec::check_section(&buf, section, what)
+            .map_err(|e| Error::corrupt(format!("{}: {e}", self.path.display())))?;
+        Ok(buf)
+    }
+
+    /// The sorted ids of the chunk.
+    pub fn ids(&self) -> Result<Vec<[u8; 16]>, Error> {
+        codec::decode_ids(&self.read(&self.header.ids, "ids")?)
+    }
+
+    /// Every event of the chunk, in id order.
+    pub fn events(&self, each: &mut dyn FnMut(Event) -> Result<(), Error>) -> Result<(), Error> {
+        let ids = self.ids()?;
+        let mut at = 0;
+        for s in &self.header.events_sections {
+            let n = s.events as usize;
+            let range = ids
+                .get(at..at + n)
+                .ok_or_else(|| Error::corrupt("events sections hold more events than ids"))?;
+            for e in codec::decode_events(&self.read(&s.section, "events")?, range)? {
+                each(e)?;
+            }
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// The column block of one name section.
+    pub fn columns(&self, s: &NameSection) -> Result<ColumnBlock, Error> {
+        ColumnBlock::decode(&self.read(&s.section, "columns")?)
+    }
+}

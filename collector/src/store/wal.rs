@@ -1,0 +1,121 @@
+//! The write-ahead log: the events of the open chunk, in the order they
+//! were accepted. Appending a record is a `write`; the group commit's
+//! `fdatasync` makes it durable, and only then is a request answered. When
+//! the open chunk is sealed into a chunk file, the rest starts a new log
+//! file and the old one is deleted, so the log never holds more than one
+//! chunk's worth of events.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tally_event::Event;
+
+use super::codec;
+use crate::error::Error;
+
+/// The log file with number `n` in `dir`.
+pub fn path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:08}.wal"))
+}
+
+/// The numbers of the log files in `dir`.
+pub fn list(dir: &Path) -> Result<Vec<u64>, Error> {
+    super::chunk::numbered_files(dir, "wal")
+}
+
+/// Reads log `n`: the events of its intact records and the length of the
+/// valid prefix. A missing file is an empty log.
+pub fn read(dir: &Path, n: u64) -> Result<(Vec<Event>, u64), Error> {
+    let p = path(dir, n);
+    match std::fs::read(&p) {
+        Ok(bytes) => {
+            let (events, valid) = codec::decode_wal(&bytes)?;
+            Ok((events, valid as u64))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), 0)),
+        Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
+    }
+}
+
+/// An open log file being appended to.
+pub struct Wal {
+    file: Arc<File>,
+    /// Bytes in the file (all of them intact records).
+    len: u64,
+}
+
+impl Wal {
+    /// Opens log `n` for appending after its first `valid` bytes, cutting
+    /// off a torn tail (never acknowledged). Creates it if missing.
+    pub fn open(dir: &Path, n: u64, valid: u64) -> Result<Self, Error> {
+        let p = path(dir, n);
+        let io = |e| Error::io(format!("opening {}", p.display()), e);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(io)?;
+        if file.metadata().map_err(io)?.len() != valid {
+            file.set_len(valid).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        Ok(Wal {
+            file: Arc::new(file),
+            len: valid,
+        })
+    }
+
+    /// Creates log `n` holding `events` as its first record, durably (file
+    /// and directory entry), before anything refers to it.
+    pub fn create(dir: &Path, n: u64, events: &[Event]) -> Result<Self, Error> {
+        let p = path(dir, n);
+        let io = |e| Error::io(format!("writing {}", p.display()), e);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&p)
+            .map_err(io)?;
+        let mut len = 0;
+        if !events.is_empty() {
+            let record = codec::encode_wal_record(events);
+            file.write_all(&record).map_err(io)?;
+            len = record.len() as u64;
+        }
+        file.sync_all().map_err(io)?;
+        super::chunk::sync_dir(dir)?;
+        Ok(Wal {
+            file: Arc::new(file),
+            len,
+        })
+    }
+
+    /// Appends one record; durable after [`Wal::sync_handle`]'s `sync_data`.
+    pub fn append(&mut self, events: &[Event]) -> Result<(), Error> {
+        let record = codec::encode_wal_record(events);
+        if let Err(e) = (&*self.file).write_all(&record) {
+            // A partial record would hide every later one from recovery.
+            let _ = self.file.set_len(self.len);
+            return Err(Error::io("appending to the write-ahead log", e));
+        }
+        self.len += record.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes in the log.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when the log holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A handle the sync thread can `fdatasync` while the writer appends.
+    pub fn sync_handle(&self) -> Arc<File> {
+        self.file.clone()
+    }
+}
