@@ -292,6 +292,17 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
         config.cache_mb = c;
     }
     config.validate().map_err(usage)?;
+    for (name, key) in [
+        ("write key", &config.write_key),
+        ("read key", &config.read_key),
+    ] {
+        if let Some(k) = key.as_deref().filter(|k| k.len() < 16) {
+            tracing::warn!(
+                "the {name} is only {} characters long: a longer, random key is harder to guess",
+                k.len()
+            );
+        }
+    }
     let data = config.data.clone();
     let (write_configured, read_configured) =
         (config.write_key.is_some(), config.read_key.is_some());

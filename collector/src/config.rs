@@ -83,11 +83,14 @@ impl Config {
     /// Checks values that cannot be expressed by types.
     pub fn validate(&self) -> Result<(), Error> {
         for (name, key) in [("write key", &self.write_key), ("read key", &self.read_key)] {
+            // SPEC §2 sets no length for keys: any non-empty token that can
+            // travel in `Authorization: Bearer KEY` is accepted (`tally serve`
+            // warns about a short one).
             if let Some(k) = key
-                && (k.len() < 8 || k.chars().any(|c| c.is_whitespace() || c.is_control()))
+                && (k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic()))
             {
                 return Err(Error::Config(format!(
-                    "the {name} must be at least 8 characters without spaces"
+                    "the {name} must be non-empty printable ASCII without spaces"
                 )));
             }
         }
@@ -131,6 +134,24 @@ mod tests {
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();
         let err = Config::load(Some(&file), []).unwrap_err().to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn any_non_empty_printable_key_is_accepted() {
+        // SPEC §2 sets no minimum length.
+        let c = Config {
+            write_key: Some("w".into()),
+            read_key: Some("rk".into()),
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        for bad in ["", "has space", "tab\t", "clé-1234567"] {
+            let c = Config {
+                write_key: Some(bad.into()),
+                ..Config::default()
+            };
+            assert!(c.validate().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

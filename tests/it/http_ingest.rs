@@ -1105,6 +1105,27 @@ fn keys_from_the_environment() {
     assert!(server.terminate().success());
 }
 
+/// SPEC §2 sets no minimum length for keys: short ones work (with a warning).
+#[test]
+fn short_keys_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut server, _out) =
+        Server::start_keyless(&data, &[("TALLY_WRITE_KEY", "w"), ("TALLY_READ_KEY", "r")]);
+    assert_eq!(send_with(&server.url, "w"), 200);
+    assert_eq!(send_with(&server.url, "r"), 401);
+    let client = http_fresh();
+    assert_eq!(
+        get_text(&client, &server.url, "/v1/active", Some("r")).0,
+        200
+    );
+    assert_eq!(
+        get_text(&client, &server.url, "/v1/active", Some("w")).0,
+        401
+    );
+    assert!(server.terminate().success());
+}
+
 #[test]
 fn flags_override_environment_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -1259,7 +1280,7 @@ fn bad_serve_settings_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     for (args, env, word) in [
         (
-            vec!["--write-key", "short", "--read-key", READ_KEY],
+            vec!["--write-key", "", "--read-key", READ_KEY],
             vec![],
             "write key",
         ),
