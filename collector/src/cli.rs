@@ -126,7 +126,7 @@ struct FunnelArgs {
     #[arg(long)]
     steps: Option<String>,
     /// Time allowed from the first step to the last: 90s, 30m, 24h, 7d, 2w [default: 14d]
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     window: Option<String>,
     #[command(flatten)]
     q: QueryArgs,
@@ -141,10 +141,10 @@ struct ActivationArgs {
     #[arg(long)]
     event: Option<String>,
     /// How many `event`s are needed [default: 1]
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     count: Option<String>,
     /// Within how long of the start [default: 30d]
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     within: Option<String>,
     #[command(flatten)]
     q: QueryArgs,
@@ -162,7 +162,7 @@ struct RetentionArgs {
     #[arg(long)]
     period: Option<String>,
     /// Number of periods after period 0, 0 to 365 [default: 8]
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     periods: Option<String>,
     /// Time at which periods count as elapsed [default: now]
     #[arg(long)]

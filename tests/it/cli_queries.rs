@@ -483,6 +483,34 @@ fn bad_flags_exit_2_naming_the_flag() {
             &["--as-of"],
         ),
         (vec!["retention", "--period", "week"], &["--start"]),
+        (
+            vec!["retention", "--start", "signup", "--periods", "-1"],
+            &["--periods", "0 to 365"],
+        ),
+        (
+            vec![
+                "activation",
+                "--start",
+                "signup",
+                "--event",
+                "purchase",
+                "--count",
+                "-1",
+            ],
+            &["--count", "at least 1"],
+        ),
+        (
+            vec!["funnel", "--steps", "a,b", "--window", "-1d"],
+            &["--window"],
+        ),
+        (
+            vec![
+                "funnel",
+                "--steps",
+                "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,u",
+            ],
+            &["--steps", "21"],
+        ),
         (vec!["lifecycle", "--bogus"], &["--bogus"]),
         (vec!["active", "--from", "tomorrow"], &["--from"]),
     ];
@@ -535,6 +563,7 @@ fn bad_flags_exit_2_naming_the_flag() {
             "--window",
             "3650d",
         ],
+        vec!["funnel", "--steps", "a,b", "--window", "1s"],
     ] {
         let out = run(&data(&dir), &args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
