@@ -296,7 +296,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
         ("write key", &config.write_key),
         ("read key", &config.read_key),
     ] {
-        if let Some(k) = key.as_deref().filter(|k| k.len() < 16) {
+        if let Some(k) = key.as_deref().filter(|k| k.len() < 8) {
             tracing::warn!(
                 "the {name} is only {} characters long: a longer, random key is harder to guess",
                 k.len()
