@@ -530,6 +530,63 @@ fn a_full_batch_of_1000_events_just_under_5_mib_is_accepted() {
     assert_eq!(ingest_answer(status, &answer).0, 1000);
 }
 
+/// `{"batch":[valid(n)]` + spaces + `}`: valid JSON of exactly `len` bytes.
+fn padded_batch(n: u32, len: usize) -> Vec<u8> {
+    let mut body = format!("{{\"batch\":[{}]", valid(n)).into_bytes();
+    body.resize(len - 1, b' ');
+    body.push(b'}');
+    body
+}
+
+/// The 5 MiB limit is inclusive, on the wire and once inflated.
+#[test]
+fn body_of_exactly_5_mib_is_accepted_one_byte_more_is_413() {
+    const LIMIT: usize = 5 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let json = [("Content-Type", "application/json")];
+    let (status, answer) = post_raw(
+        &server.url,
+        "/v1/batch",
+        Some(WRITE_KEY),
+        &json,
+        padded_batch(1, LIMIT),
+    );
+    assert_eq!(ingest_answer(status, &answer).0, 1);
+    let (status, answer) = post_raw(
+        &server.url,
+        "/v1/batch",
+        Some(WRITE_KEY),
+        &json,
+        padded_batch(2, LIMIT + 1),
+    );
+    assert_eq!(status, 413, "{answer}");
+    error_message(&answer);
+    let gz = [
+        ("Content-Type", "application/json"),
+        ("Content-Encoding", "gzip"),
+    ];
+    let (status, answer) = post_raw(
+        &server.url,
+        "/v1/batch",
+        Some(WRITE_KEY),
+        &gz,
+        gzip(&padded_batch(3, LIMIT)),
+    );
+    assert_eq!(ingest_answer(status, &answer).0, 1);
+    let (status, answer) = post_raw(
+        &server.url,
+        "/v1/batch",
+        Some(WRITE_KEY),
+        &gz,
+        gzip(&padded_batch(4, LIMIT + 1)),
+    );
+    assert_eq!(status, 413, "{answer}");
+    error_message(&answer);
+    drop(server);
+    assert_eq!(export_ids(dir.path()), vec![uuid_n(1), uuid_n(3)]);
+}
+
 #[test]
 fn more_than_1000_events_gets_413() {
     let dir = tempfile::tempdir().unwrap();
