@@ -80,10 +80,13 @@ pub fn run(src: &dyn Source, p: &LifecycleParams) -> Result<LifecycleResult, Que
         to: p.to,
     })?;
     let persons = src.person_count();
+    // `Source::scan` is exact; the range is checked again anyway (one
+    // comparison per row) because, unlike the other analyses, nothing else
+    // here would drop a row outside `[from, to)`.
     let part = fold_rows(
         &rows,
         || Partial::new(persons),
-        Partial::add_rows,
+        |part, r, range| part.add_rows(r, range, p),
         Partial::merge,
     );
     Ok(part.finish())
@@ -109,8 +112,11 @@ impl Partial {
         }
     }
 
-    fn add_rows(&mut self, r: &Rows, range: std::ops::Range<usize>) {
+    fn add_rows(&mut self, r: &Rows, range: std::ops::Range<usize>, p: &LifecycleParams) {
         for i in range {
+            if !(p.from..p.to).contains(&r.ts[i]) {
+                continue;
+            }
             let Some(flags) = self.flags.get_mut(r.person[i] as usize) else {
                 continue;
             };

@@ -7,3 +7,4 @@ mod active;
 mod funnel;
 mod lifecycle;
 mod retention;
+mod source_ranges;
