@@ -15,10 +15,77 @@ pub fn export(
 ) -> Result<u64, Error> {
     let mut n = 0;
     store.scan_events(from, to, &mut |e| {
+        // The store filters already; checked again so that `--from/--to`
+        // stay exact whatever the backend (SPEC §3: `[from, to)`).
+        if !(from..to).contains(&e.timestamp) {
+            return Ok(());
+        }
         n += 1;
         writeln!(out, "{}", e.to_json_line()).map_err(|e| Error::io("writing the export", e))
     })?;
     out.flush()
         .map_err(|e| Error::io("writing the export", e))?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use tally_event::Event;
+    use tally_query::{NameId, QueryError, Rows, Scan, Source};
+
+    use super::*;
+    use crate::store::Outcome;
+
+    /// A backend that hands `scan_events` every event, whatever the range.
+    struct Unfiltered(Vec<Event>);
+
+    impl Source for Unfiltered {
+        fn name_id(&self, _: &str) -> Option<NameId> {
+            None
+        }
+        fn person_count(&self) -> usize {
+            0
+        }
+        fn scan(&self, _: &Scan<'_>) -> Result<Vec<Rows>, QueryError> {
+            Ok(Vec::new())
+        }
+    }
+
+    impl EventStore for Unfiltered {
+        fn append(&self, _: Vec<Event>) -> Result<Vec<Outcome>, Error> {
+            unreachable!("export only reads")
+        }
+        fn sync(&self) -> Result<(), Error> {
+            Ok(())
+        }
+        fn scan_events(
+            &self,
+            _: i64,
+            _: i64,
+            each: &mut dyn FnMut(Event) -> Result<(), Error>,
+        ) -> Result<(), Error> {
+            self.0.iter().cloned().try_for_each(each)
+        }
+    }
+
+    #[test]
+    fn the_range_is_half_open_whatever_the_backend_returns() {
+        let at = |ts: i64| Event {
+            id: uuid::Uuid::from_u128(ts as u128),
+            event: "e".into(),
+            user_id: Some("u".into()),
+            anonymous_id: None,
+            timestamp: ts,
+            stage: None,
+            revenue: None,
+            properties: None,
+        };
+        let store = Unfiltered((0..5).map(|i| at(1_000 + i)).collect());
+        let mut out = Vec::new();
+        assert_eq!(export(&store, 1_001, 1_003, &mut out).unwrap(), 2);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("1970-01-01T00:00:01.001Z"), "{text}");
+        assert!(text.contains("1970-01-01T00:00:01.002Z"), "{text}");
+    }
 }
