@@ -1036,22 +1036,42 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_chunk_is_reported_not_misread() {
+    fn a_damaged_section_of_a_chunk_is_reported_not_misread() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = DiskStore::open(dir.path(), &options()).unwrap();
             store.append((0..100).map(nth).collect()).unwrap();
         }
         let path = dir.path().join("chunks").join("00000000.chunk");
-        let mut bytes = std::fs::read(&path).unwrap();
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0xff;
-        std::fs::write(&path, bytes).unwrap();
-        let store = DiskStore::open(dir.path(), &options()).unwrap();
-        let err = store
-            .scan_events(i64::MIN, i64::MAX, &mut |_| Ok(()))
-            .unwrap_err();
-        assert!(err.to_string().contains("checksum"), "{err}");
+        let pristine = std::fs::read(&path).unwrap();
+        let header = {
+            let store = DiskStore::open(dir.path(), &options()).unwrap();
+            store.shared.read().unwrap().chunks[0].header.clone()
+        };
+        let mut sections = vec![header.ids];
+        sections.extend(header.events_sections.iter().map(|s| s.section));
+        sections.extend(header.names.iter().map(|s| s.section));
+        for section in sections {
+            let mut bytes = pristine.clone();
+            bytes[(section.offset + u64::from(section.len) / 2) as usize] ^= 0x55;
+            std::fs::write(&path, &bytes).unwrap();
+            let store = DiskStore::open(dir.path(), &options()).unwrap();
+            let export = store.scan_events(i64::MIN, i64::MAX, &mut |_| Ok(()));
+            let rows = store.scan(&Scan {
+                names: None,
+                from: i64::MIN,
+                to: i64::MAX,
+            });
+            let errors: Vec<String> = [
+                export.err().map(|e| e.to_string()),
+                rows.err().map(|e| e.to_string()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            assert!(!errors.is_empty(), "damage at {section:?} went unnoticed");
+            assert!(errors.iter().all(|e| e.contains("checksum")), "{errors:?}");
+        }
     }
 
     #[test]
