@@ -14,7 +14,7 @@
 //! | `n` + event name             | name id, u32 big-endian                         |
 //! | `p` + person key             | person id, u32 big-endian                       |
 //! | `k` + chunk number (u32 BE)  | [`ChunkHeader`]: where each section of the chunk file is |
-//! | `i` + first 4 bytes of an id | [`ChunkList`]: the chunks holding ids with that prefix |
+//! | `i` + first 4 bytes of an id | [`IdSpans`]: the chunks holding ids with that prefix, with their ranges |
 //!
 //! A chunk file (`chunks/NNNNNNNN.chunk`) is immutable once written:
 //! `[magic][version]`, then its sections — the chunk's ids sorted (so
@@ -125,19 +125,49 @@ pub fn id_key(id: &Uuid) -> [u8; 1 + ID_PREFIX] {
     k
 }
 
-/// The chunks that hold at least one id with a given prefix, ascending.
-#[derive(Debug, Clone, Default, PartialEq, Encode, Decode)]
-pub struct ChunkList(pub Vec<u32>);
+/// The next 4 bytes of an id after its [`ID_PREFIX`]: for a UUIDv7, the
+/// low bits of its millisecond and the start of its random part.
+pub fn id_probe(id: &[u8; 16]) -> u32 {
+    u32::from_be_bytes(id[ID_PREFIX..ID_PREFIX + 4].try_into().expect("4 bytes"))
+}
 
-impl ChunkList {
+/// Where the ids of one prefix are: per chunk holding any, the range of
+/// their [`id_probe`]s. An id outside a chunk's range is not in it, with no
+/// read of the chunk: that is what keeps dedup cheap when many chunks share
+/// a prefix (a minute of busy traffic; several clients minting ids at once,
+/// or with skewed clocks). Chunks ascending.
+#[derive(Debug, Clone, Default, PartialEq, Encode, Decode)]
+pub struct IdSpans(pub Vec<IdSpan>);
+
+/// One chunk's ids of one prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Encode, Decode)]
+pub struct IdSpan {
+    /// Chunk number.
+    pub chunk: u32,
+    /// Smallest [`id_probe`] of those ids.
+    pub lo: u32,
+    /// Largest [`id_probe`] of those ids.
+    pub hi: u32,
+}
+
+impl IdSpans {
     /// `[version][bincode]`.
     pub fn encode(&self) -> Vec<u8> {
         versioned(self)
     }
 
-    /// Inverse of [`ChunkList::encode`].
+    /// Inverse of [`IdSpans::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         unversioned(bytes, "id index entry")
+    }
+
+    /// The chunks that may hold `id`.
+    pub fn candidates(&self, id: &[u8; 16]) -> impl Iterator<Item = u32> + '_ {
+        let probe = id_probe(id);
+        self.0
+            .iter()
+            .filter(move |s| (s.lo..=s.hi).contains(&probe))
+            .map(|s| s.chunk)
     }
 }
 
@@ -750,8 +780,26 @@ mod tests {
             }],
         };
         assert_eq!(ChunkHeader::decode(&h.encode()).unwrap(), h);
-        let l = ChunkList(vec![0, 7, 300_000]);
-        assert_eq!(ChunkList::decode(&l.encode()).unwrap(), l);
+        let l = IdSpans(vec![
+            IdSpan {
+                chunk: 0,
+                lo: 5,
+                hi: 9,
+            },
+            IdSpan {
+                chunk: 300_000,
+                lo: 0,
+                hi: u32::MAX,
+            },
+        ]);
+        assert_eq!(IdSpans::decode(&l.encode()).unwrap(), l);
+        let id = |probe: u32| {
+            let mut b = [0u8; 16];
+            b[ID_PREFIX..ID_PREFIX + 4].copy_from_slice(&probe.to_be_bytes());
+            b
+        };
+        assert_eq!(l.candidates(&id(5)).collect::<Vec<_>>(), vec![0, 300_000]);
+        assert_eq!(l.candidates(&id(10)).collect::<Vec<_>>(), vec![300_000]);
         assert!(h.may_hold(&Uuid::from_bytes([1; 16])) && !h.may_hold(&Uuid::from_bytes([3; 16])));
     }
 

@@ -34,7 +34,7 @@ use tally_query::{NameId, QueryError, Rows, Scan, Source};
 use uuid::Uuid;
 
 use super::chunk::{self, Chunk, Sealing};
-use super::codec::{self, ChunkHeader, ChunkList, ColumnBlock, meta, prefix};
+use super::codec::{self, ChunkHeader, ColumnBlock, IdSpan, IdSpans, meta, prefix};
 use super::wal::{self, Wal};
 use super::{EventStore, Outcome};
 use crate::error::Error;
@@ -43,7 +43,7 @@ use crate::error::Error;
 /// properties), bounding the log and the memory of the open chunk.
 const WAL_MAX_BYTES: u64 = 64 << 20;
 /// Decoded id sections kept by the writer for deduplication.
-const ID_SECTIONS_CACHED: usize = 4;
+const ID_SECTIONS_CACHED: usize = 16;
 /// Id index entries kept decoded by the writer.
 const PREFIXES_CACHED: usize = 1 << 20;
 
@@ -129,7 +129,7 @@ struct WriterState {
     names: HashMap<String, u32>,
     wal: Wal,
     /// Decoded id index entries.
-    prefixes: HashMap<[u8; 1 + codec::ID_PREFIX], ChunkList>,
+    prefixes: HashMap<[u8; 1 + codec::ID_PREFIX], IdSpans>,
     /// Decoded id sections of recently checked chunks.
     id_sections: HashMap<u32, Arc<Vec<[u8; 16]>>>,
 }
@@ -356,42 +356,56 @@ impl DiskStore {
         result
     }
 
-    /// True if `id` is in a published chunk.
-    fn stored(&self, w: &mut WriterState, chunks: &[Arc<Chunk>], id: &Uuid) -> Result<bool, Error> {
-        let key = codec::id_key(id);
-        if !w.prefixes.contains_key(&key) {
-            if w.prefixes.len() >= PREFIXES_CACHED {
-                w.prefixes.clear();
+    /// The ids among `ids` that are in a published chunk. Candidates are
+    /// grouped by chunk, so a commit decodes each chunk's ids at most once.
+    fn stored(
+        &self,
+        w: &mut WriterState,
+        chunks: &[Arc<Chunk>],
+        ids: &[Uuid],
+    ) -> Result<HashSet<Uuid>, Error> {
+        let mut by_chunk: HashMap<u32, Vec<&Uuid>> = HashMap::new();
+        for id in ids {
+            let key = codec::id_key(id);
+            if !w.prefixes.contains_key(&key) {
+                if w.prefixes.len() >= PREFIXES_CACHED {
+                    w.prefixes.clear();
+                }
+                let spans = match self.db.get(key)? {
+                    Some(v) => IdSpans::decode(&v)?,
+                    None => IdSpans::default(),
+                };
+                w.prefixes.insert(key, spans);
             }
-            let list = match self.db.get(key)? {
-                Some(v) => ChunkList::decode(&v)?,
-                None => ChunkList::default(),
-            };
-            w.prefixes.insert(key, list);
+            for n in w.prefixes[&key].candidates(id.as_bytes()) {
+                let chunk = chunks
+                    .get(n as usize)
+                    .ok_or_else(|| Error::corrupt(format!("id index names unknown chunk {n}")))?;
+                if chunk.header.may_hold(id) {
+                    by_chunk.entry(n).or_default().push(id);
+                }
+            }
         }
-        for &n in &w.prefixes[&key].0 {
-            let chunk = chunks
-                .get(n as usize)
-                .ok_or_else(|| Error::corrupt(format!("id index names unknown chunk {n}")))?;
-            if !chunk.header.may_hold(id) {
-                continue;
-            }
+        let mut found = HashSet::new();
+        for (n, candidates) in by_chunk {
             let ids = match w.id_sections.get(&n) {
                 Some(ids) => ids.clone(),
                 None => {
                     if w.id_sections.len() >= ID_SECTIONS_CACHED {
                         w.id_sections.clear();
                     }
-                    let ids = Arc::new(chunk.ids()?);
+                    let ids = Arc::new(chunks[n as usize].ids()?);
                     w.id_sections.insert(n, ids.clone());
                     ids
                 }
             };
-            if ids.binary_search(id.as_bytes()).is_ok() {
-                return Ok(true);
-            }
+            found.extend(
+                candidates
+                    .into_iter()
+                    .filter(|id| ids.binary_search(id.as_bytes()).is_ok()),
+            );
         }
-        Ok(false)
+        Ok(found)
     }
 
     fn append_locked(
@@ -404,12 +418,11 @@ impl DiskStore {
         let (open_len, chunks) = {
             let shared = self.shared.read().expect("shared lock");
             let chunks = shared.chunks.clone();
+            let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+            let stored = self.stored(w, &chunks, &ids)?;
             let mut seen = HashSet::with_capacity(events.len());
             for e in events {
-                if !seen.insert(e.id)
-                    || shared.open.ids.contains(&e.id)
-                    || self.stored(w, &chunks, &e.id)?
-                {
+                if !seen.insert(e.id) || shared.open.ids.contains(&e.id) || stored.contains(&e.id) {
                     outcomes.push(Outcome::Duplicate);
                 } else {
                     outcomes.push(Outcome::Accepted);
@@ -495,24 +508,28 @@ impl DiskStore {
         for (i, h) in headers.iter().enumerate() {
             let n = first + i as u32;
             batch.insert(&codec::chunk_key(n), h.encode());
-            let mut prefixes: Vec<_> = events
+            let mut ids: Vec<[u8; 16]> = events
                 [i * self.chunk_events..((i + 1) * self.chunk_events).min(sealed_len)]
                 .iter()
-                .map(|e| codec::id_key(&e.id))
+                .map(|e| *e.id.as_bytes())
                 .collect();
-            prefixes.sort_unstable();
-            prefixes.dedup();
-            for key in prefixes {
-                let mut list = match w.prefixes.remove(&key) {
+            ids.sort_unstable();
+            for group in ids.chunk_by(|a, b| a[..codec::ID_PREFIX] == b[..codec::ID_PREFIX]) {
+                let key = codec::id_key(&Uuid::from_bytes(group[0]));
+                let mut spans = match w.prefixes.remove(&key) {
                     Some(l) => l,
                     None => match self.db.get(key)? {
-                        Some(v) => ChunkList::decode(&v)?,
-                        None => ChunkList::default(),
+                        Some(v) => IdSpans::decode(&v)?,
+                        None => IdSpans::default(),
                     },
                 };
-                list.0.push(n);
-                batch.insert(&key, list.encode());
-                w.prefixes.insert(key, list);
+                spans.0.push(IdSpan {
+                    chunk: n,
+                    lo: codec::id_probe(&group[0]),
+                    hi: codec::id_probe(group.last().expect("groups are not empty")),
+                });
+                batch.insert(&key, spans.encode());
+                w.prefixes.insert(key, spans);
             }
         }
         let mut persons = shared.persons;
@@ -982,6 +999,53 @@ mod tests {
             vec![Outcome::Accepted]
         );
         assert_eq!(row_count(&store, "e"), 1_001);
+    }
+
+    #[test]
+    fn ids_sharing_prefixes_across_chunks_deduplicate_exactly() {
+        // Three kinds of ids whose 4-byte prefixes are shared by many
+        // chunks: two clients minting UUIDv7s in the same minute (one with a
+        // clock 20 s behind), and sequence-like ids (`...0001`, `...0002`).
+        let v7 = |ms: u64, n: u64| {
+            let mut b = [0u8; 16];
+            b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+            b[6] = 0x70;
+            b[8] = 0x80;
+            b[9..].copy_from_slice(&n.to_be_bytes()[1..]);
+            Uuid::from_bytes(b)
+        };
+        let base = 1_800_000_000_000u64;
+        let mut ids = Vec::new();
+        for i in 0..600u64 {
+            ids.push(v7(base + 20_000 + i, i));
+            ids.push(v7(base + i, i));
+            ids.push(Uuid::from_u128(u128::from(i) + 1));
+        }
+        let evs = |ids: &[Uuid]| -> Vec<Event> {
+            ids.iter()
+                .map(|id| event(*id, "p", "e", 1_800_000_000_000))
+                .collect()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        for part in ids.chunks(45) {
+            let out = store.append(evs(part)).unwrap();
+            assert!(out.iter().all(|o| *o == Outcome::Accepted));
+        }
+        assert!(store.shared.read().unwrap().chunks.len() >= 17);
+        // Every stored id is a duplicate; new ids between and beside them are not.
+        let out = store.append(evs(&ids)).unwrap();
+        assert!(out.iter().all(|o| *o == Outcome::Duplicate));
+        let fresh = [
+            v7(base + 20_000, 1_000),
+            v7(base + 300, 1_000),
+            v7(base + 700, 0),
+            Uuid::from_u128(601),
+            Uuid::from_u128(1 << 100),
+        ];
+        let out = store.append(evs(&fresh)).unwrap();
+        assert_eq!(out, vec![Outcome::Accepted; fresh.len()]);
+        assert_eq!(row_count(&store, "e"), ids.len() + fresh.len());
     }
 
     #[test]
