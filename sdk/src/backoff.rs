@@ -20,6 +20,11 @@ impl Backoff {
         Backoff { base, max }
     }
 
+    /// The shortest wait the backoff starts from.
+    pub(crate) fn base(&self) -> Duration {
+        self.base
+    }
+
     /// The upper bound of the wait before retry `n`: `min(max, base × 2ⁿ)`.
     pub(crate) fn ceiling(&self, retry: u32) -> Duration {
         let factor = 1u128.checked_shl(retry).unwrap_or(u128::MAX);

@@ -469,9 +469,13 @@ impl Worker {
             Outcome::Retry { error, after } => {
                 let retries_done = b.attempts.saturating_sub(1);
                 if self.settings.retry_forever || retries_done < self.settings.max_retries {
-                    let delay = after.unwrap_or_else(|| {
-                        self.settings.backoff.delay(retries_done, &mut rand::rng())
-                    });
+                    // Retry-After is a floor, and never below the backoff's
+                    // base: `Retry-After: 0` must not turn into a hot loop.
+                    let backoff = self.settings.backoff;
+                    let delay = after.map_or_else(
+                        || backoff.delay(retries_done, &mut rand::rng()),
+                        |after| after.max(backoff.base()),
+                    );
                     tracing::debug!(
                         events = b.items.len(),
                         attempt = b.attempts,

@@ -201,6 +201,24 @@ async fn retry_after_is_honoured() {
 }
 
 #[tokio::test]
+async fn retry_after_zero_still_backs_off() {
+    let fake = FakeCollector::start().await;
+    fake.script([Reply::TooMany { retry_after: 0 }; 4]);
+    let client = fast(&fake.url())
+        .backoff(Duration::from_millis(40), Duration::from_millis(40))
+        .build()
+        .unwrap();
+    track_n(&client, 1, "e");
+    assert!(client.flush_within(5 * SEC).await.all_delivered());
+    let r = fake.requests();
+    assert_eq!(r.len(), 5);
+    for pair in r.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= Duration::from_millis(35), "retried after {gap:?}");
+    }
+}
+
+#[tokio::test]
 async fn other_4xx_fail_without_retry() {
     for (reply, key, status) in [
         (Reply::Status(400), crate::fake::KEY, 400),
