@@ -20,7 +20,8 @@ pub struct Config {
     pub write_key: Option<String>,
     /// Read (query) key (`--read-key`, `TALLY_READ_KEY`).
     pub read_key: Option<String>,
-    /// sled page cache in MiB (`--cache-mb`, `TALLY_CACHE_MB`). Default 256.
+    /// Page cache of the store's sled index in MiB (`--cache-mb`,
+    /// `TALLY_CACHE_MB`). Default 256.
     pub cache_mb: u64,
     /// Largest request body, compressed or inflated, in bytes. Default 5 MiB.
     pub max_body_bytes: usize,
@@ -28,6 +29,9 @@ pub struct Config {
     pub max_batch_events: usize,
     /// HTTP worker threads. Default: one per core.
     pub workers: Option<usize>,
+    /// Events per sealed chunk file (`TALLY_CHUNK_EVENTS`). Default 65,536;
+    /// smaller means more, smaller chunk files and a shorter write-ahead log.
+    pub chunk_events: usize,
 }
 
 impl Default for Config {
@@ -41,6 +45,7 @@ impl Default for Config {
             max_body_bytes: 5 * 1024 * 1024,
             max_batch_events: 1000,
             workers: None,
+            chunk_events: 65_536,
         }
     }
 }
@@ -74,6 +79,11 @@ impl Config {
                         Error::Config(format!("TALLY_CACHE_MB: '{v}' is not a number of MiB"))
                     })?;
                 }
+                "TALLY_CHUNK_EVENTS" => {
+                    config.chunk_events = v.parse().map_err(|_| {
+                        Error::Config(format!("TALLY_CHUNK_EVENTS: '{v}' is not a number"))
+                    })?;
+                }
                 _ => {}
             }
         }
@@ -102,6 +112,13 @@ impl Config {
         if self.cache_mb == 0 {
             return Err(Error::Config("cache_mb must be at least 1".into()));
         }
+        if !(1..=1 << 24).contains(&self.chunk_events) {
+            return Err(Error::Config(format!(
+                "chunk_events must be 1 to {}, not {}",
+                1 << 24,
+                self.chunk_events
+            )));
+        }
         Ok(())
     }
 
@@ -119,12 +136,32 @@ mod tests {
     fn file_then_env_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tally.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9999\"\ncache_mb = 64\n").unwrap();
-        let env = [("TALLY_CACHE_MB".to_string(), "32".to_string())];
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9999\"\ncache_mb = 64\nchunk_events = 10\n",
+        )
+        .unwrap();
+        let env = [
+            ("TALLY_CACHE_MB".to_string(), "32".to_string()),
+            ("TALLY_CHUNK_EVENTS".to_string(), "500".to_string()),
+        ];
         let c = Config::load(Some(&file), env).unwrap();
         assert_eq!(c.listen, "127.0.0.1:9999");
         assert_eq!(c.cache_mb, 32);
+        assert_eq!(c.chunk_events, 500);
         assert_eq!(c.data, PathBuf::from("./tally-data"));
+        let bad = [("TALLY_CHUNK_EVENTS".to_string(), "many".to_string())];
+        assert!(Config::load(None, bad).is_err());
+        let zero = Config {
+            chunk_events: 0,
+            ..Config::default()
+        };
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("chunk_events")
+        );
     }
 
     #[test]

@@ -42,7 +42,13 @@ impl Server {
 
     /// Like [`Server::start`] with extra flags.
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(data, extra, &[])
+    }
+
+    /// Like [`Server::start_with`] with extra environment variables.
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = tally()
+            .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0", "--write-key", WRITE_KEY])
             .args(["--read-key", READ_KEY, "--data"])
             .arg(data)

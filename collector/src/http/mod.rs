@@ -76,7 +76,7 @@ pub fn start(config: Config) -> Result<Running, Error> {
         &Config::store_dir(&config.data),
         &StoreOptions {
             cache_capacity: config.cache_mb * 1024 * 1024,
-            ..StoreOptions::default()
+            chunk_events: config.chunk_events,
         },
     )?);
     start_with_store(config, store)

@@ -719,7 +719,12 @@ impl EventStore for DiskStore {
         to: i64,
         each: &mut dyn FnMut(Event) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let chunks = self.shared.read().expect("shared lock").chunks.clone();
+        // One snapshot of both, so a seal running meanwhile (which moves
+        // the open events into a chunk) can neither hide nor double them.
+        let (chunks, open) = {
+            let shared = self.shared.read().expect("shared lock");
+            (shared.chunks.clone(), shared.open.events.clone())
+        };
         for c in chunks {
             if c.header.max_ts < from || c.header.min_ts >= to {
                 continue;
@@ -731,7 +736,6 @@ impl EventStore for DiskStore {
                 Ok(())
             })?;
         }
-        let open: Vec<Event> = self.shared.read().expect("shared lock").open.events.clone();
         for e in open {
             if (from..to).contains(&e.timestamp) {
                 each(e)?;
