@@ -200,7 +200,14 @@ impl DiskStore {
         // an existing one for a query must not cost an fsync.
         if created {
             store.flush_index()?;
+            // The new directories' entries, up to the data directory.
+            for d in ["index", "chunks", "wal"] {
+                chunk::sync_dir(&dir.join(d))?;
+            }
             chunk::sync_dir(dir)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                chunk::sync_dir(parent)?;
+            }
         }
         *store.shared.get_mut().expect("not shared yet") = store.load()?;
         Ok(store)
@@ -347,8 +354,9 @@ impl DiskStore {
         }
         let result = f(self, guard.as_mut().expect("just started"));
         if result.is_err() {
+            // The log handle stays: commits appended before the failure
+            // still wait for its fdatasync.
             *guard = None;
-            *self.wal_file.lock().expect("wal lock") = None;
             if let Ok(fresh) = self.load() {
                 *self.shared.write().expect("shared lock") = fresh;
             }
@@ -635,6 +643,7 @@ impl DiskStore {
 }
 
 /// The accepted events of one commit, interned.
+#[derive(Default)]
 struct Fresh {
     events: Vec<Event>,
     interned: Vec<(u32, u32)>,
@@ -703,13 +712,7 @@ impl EventStore for DiskStore {
         }
         self.with_writer(|s, w| {
             let chunks = s.shared.read().expect("shared lock").chunks.clone();
-            let nothing = Fresh {
-                events: Vec::new(),
-                interned: Vec::new(),
-                persons: Vec::new(),
-                names: Vec::new(),
-            };
-            s.seal(w, &chunks, nothing, true)
+            s.seal(w, &chunks, Fresh::default(), true)
         })
     }
 

@@ -59,8 +59,11 @@ impl Wal {
             .map_err(io)?;
         if file.metadata().map_err(io)?.len() != valid {
             file.set_len(valid).map_err(io)?;
-            file.sync_all().map_err(io)?;
         }
+        // The file may be new: its directory entry must be durable before
+        // a record in it is acknowledged.
+        file.sync_all().map_err(io)?;
+        super::chunk::sync_dir(dir)?;
         Ok(Wal {
             file: Arc::new(file),
             len: valid,
