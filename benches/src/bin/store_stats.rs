@@ -16,7 +16,8 @@ fn main() -> anyhow::Result<()> {
     let dir = Path::new(&dir);
     let db = sled::Config::new().path(dir.join("index")).open()?;
     let mut by_prefix: std::collections::BTreeMap<u8, (u64, u64, u64)> = Default::default();
-    let (mut chunks, mut events, mut ids, mut event_bytes, mut column_bytes) = (0, 0, 0, 0, 0);
+    let (mut chunks, mut events, mut ids, mut event_bytes, mut column_bytes, mut persons) =
+        (0, 0, 0, 0, 0, 0);
     for kv in db.iter() {
         let (k, v) = kv?;
         let e = by_prefix.entry(k[0]).or_default();
@@ -28,6 +29,7 @@ fn main() -> anyhow::Result<()> {
             chunks += 1;
             events += u64::from(h.events);
             ids += u64::from(h.ids.len);
+            persons += u64::from(h.persons.len);
             event_bytes += h
                 .events_sections
                 .iter()
@@ -56,6 +58,10 @@ fn main() -> anyhow::Result<()> {
     println!(
         "  columns  {column_bytes:>12} bytes ({:.1} per event)",
         per(column_bytes)
+    );
+    println!(
+        "  persons  {persons:>12} bytes ({:.1} per event)",
+        per(persons)
     );
     println!("write-ahead log: {wal} bytes");
     let mut live = 0;

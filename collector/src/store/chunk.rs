@@ -61,6 +61,11 @@ pub struct Sealing<'a> {
     pub events: &'a [&'a Event],
     /// `(person id, name id)` of each event.
     pub interned: &'a [(u32, u32)],
+    /// Persons given ids since the previous chunk, consecutive from the
+    /// first one's id.
+    pub new_persons: &'a [(String, u32)],
+    /// The next person id when `new_persons` is empty.
+    pub next_person: u32,
 }
 
 /// Writes chunk `n` durably and returns its header.
@@ -131,6 +136,13 @@ pub fn write(dir: &Path, n: u32, chunk: &Sealing<'_>) -> Result<ChunkHeader, Err
             section: place(bytes),
         })
         .collect();
+    let first_person = chunk.new_persons.first().map_or(chunk.next_person, |p| p.1);
+    let persons = if chunk.new_persons.is_empty() {
+        Section::default()
+    } else {
+        let keys: Vec<&str> = chunk.new_persons.iter().map(|(k, _)| k.as_str()).collect();
+        place(&codec::encode_persons(&keys))
+    };
     let header = ChunkHeader {
         events: chunk.events.len() as u32,
         min_ts: chunk
@@ -150,6 +162,8 @@ pub fn write(dir: &Path, n: u32, chunk: &Sealing<'_>) -> Result<ChunkHeader, Err
         ids: ids_section,
         events_sections,
         names,
+        first_person,
+        persons,
     };
     // The header again at the end, so a chunk file describes itself.
     let head = header.encode();
@@ -230,6 +244,15 @@ impl Chunk {
             at += n;
         }
         Ok(())
+    }
+
+    /// The person keys this chunk introduced, in id order from
+    /// `header.first_person`.
+    pub fn persons(&self) -> Result<Vec<String>, Error> {
+        if self.header.persons.len == 0 {
+            return Ok(Vec::new());
+        }
+        codec::decode_persons(&self.read(&self.header.persons, "persons")?)
     }
 
     /// The column block of one name section.

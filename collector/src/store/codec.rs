@@ -12,15 +12,16 @@
 //! |------------------------------|-------------------------------------------------|
 //! | `m` + meta name              | little-endian counter                           |
 //! | `n` + event name             | name id, u32 big-endian                         |
-//! | `p` + person key             | person id, u32 big-endian                       |
 //! | `k` + chunk number (u32 BE)  | [`ChunkHeader`]: where each section of the chunk file is |
 //! | `i` + first 4 bytes of an id | [`IdSpans`]: the chunks holding ids with that prefix, with their ranges |
 //!
 //! A chunk file (`chunks/NNNNNNNN.chunk`) is immutable once written:
 //! `[magic][version]`, then its sections — the chunk's ids sorted (so
 //! membership is a binary search; stored byte plane by byte plane, zstd), the full events in the same
-//! order without their ids (zstd, in sub-blocks), and one [`ColumnBlock`]
-//! per event name for the analyses — and last a copy of its header.
+//! order without their ids (zstd, in sub-blocks), one [`ColumnBlock`]
+//! per event name for the analyses, the person keys first seen since the
+//! previous chunk (the person dictionary is the concatenation of these) —
+//! and last a copy of its header.
 
 use bincode::{Decode, Encode};
 use tally_event::{Event, Stage};
@@ -50,8 +51,6 @@ pub mod prefix {
     pub const META: u8 = b'm';
     /// Event name → name id.
     pub const NAME: u8 = b'n';
-    /// Person key → person id.
-    pub const PERSON: u8 = b'p';
     /// Chunk number → chunk header.
     pub const CHUNK: u8 = b'k';
     /// Id prefix → chunks holding such ids.
@@ -227,6 +226,11 @@ pub struct ChunkHeader {
     pub events_sections: Vec<EventsSection>,
     /// One column block per event name, by name id.
     pub names: Vec<NameSection>,
+    /// Id of the first person in `persons`.
+    pub first_person: u32,
+    /// Person keys given ids `first_person..` since the previous chunk
+    /// ([`encode_persons`]; empty section when none).
+    pub persons: Section,
 }
 
 impl ChunkHeader {
@@ -304,6 +308,25 @@ pub fn decode_ids(bytes: &[u8]) -> Result<Vec<[u8; 16]>, Error> {
         }
     }
     Ok(ids)
+}
+
+/// Person keys in id order as a persons section stores them:
+/// `[version][zstd(bincode(keys))]`.
+pub fn encode_persons(keys: &[&str]) -> Vec<u8> {
+    let plain = bincode::encode_to_vec(keys, config()).expect("writing to a Vec");
+    let mut out = vec![FORMAT_VERSION];
+    out.extend(zstd::bulk::compress(&plain, ZSTD_LEVEL).expect("zstd compresses any input"));
+    out
+}
+
+/// Inverse of [`encode_persons`].
+pub fn decode_persons(bytes: &[u8]) -> Result<Vec<String>, Error> {
+    check_version(bytes)?;
+    let plain = zstd::stream::decode_all(&bytes[1..])
+        .map_err(|e| Error::corrupt(format!("persons section: {e}")))?;
+    bincode::decode_from_slice(&plain, config())
+        .map(|(v, _)| v)
+        .map_err(|e| Error::corrupt(format!("persons section: {e}")))
 }
 
 /// Events as an events sub-block stores them: column by column (names
@@ -778,8 +801,12 @@ mod tests {
                 max_ts: 9,
                 section: Section::default(),
             }],
+            first_person: 12,
+            persons: Section::default(),
         };
         assert_eq!(ChunkHeader::decode(&h.encode()).unwrap(), h);
+        let keys = ["anon-1", "alice", "Zoë"];
+        assert_eq!(decode_persons(&encode_persons(&keys)).unwrap(), keys);
         let l = IdSpans(vec![
             IdSpan {
                 chunk: 0,

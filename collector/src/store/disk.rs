@@ -2,8 +2,8 @@
 //! log for the open chunk, and a small sled index that finds both.
 //!
 //! ```text
-//! DATA/store/index/   sled: dictionaries, chunk headers, id index, counters
-//! DATA/store/chunks/  00000000.chunk, ...: sealed events, ids, columns
+//! DATA/store/index/   sled: event names, chunk headers, id index, counters
+//! DATA/store/chunks/  00000000.chunk, ...: sealed events, ids, columns, persons
 //! DATA/store/wal/     00000007.wal: the events of the open chunk
 //! ```
 //!
@@ -12,7 +12,7 @@
 //! log is fdatasync'd (by the group commit). When the open chunk is full it
 //! is *sealed*: written as a chunk file (fsync'd, renamed), the remainder
 //! goes to a new log file (fsync'd), and only then one atomic sled batch
-//! publishes the chunk, its ids, new persons and names and the new log
+//! publishes the chunk, its ids, new names, the person count and the new log
 //! number, and is flushed before the old log is deleted. So the index never
 //! points at anything that is not durable, and a crash at any point
 //! recovers to a state where every acknowledged event is present once.
@@ -262,6 +262,13 @@ impl DiskStore {
         let mut persons = self.counter(meta::NEXT_PERSON)? as u32;
         let wal_no = self.counter(meta::WAL)?;
         let (events, wal_valid) = wal::read(&self.wal_dir(), wal_no)?;
+        // Only a log to replay needs the person dictionary (a query after a
+        // clean stop or an import reads no person key at all).
+        let published = if events.is_empty() {
+            HashMap::new()
+        } else {
+            person_dictionary(&chunks, persons)?
+        };
 
         // Replaying interns exactly as the writer did: a person or name the
         // last seal published has its id; newer ones get the next ids in
@@ -273,8 +280,8 @@ impl DiskStore {
             let person = match seen.get(key) {
                 Some(&id) => id,
                 None => {
-                    let id = match self.db.get(codec::key(prefix::PERSON, key.as_bytes()))? {
-                        Some(v) => codec::decode_id(&v)?,
+                    let id = match published.get(key) {
+                        Some(&id) => id,
                         None => {
                             let id = persons;
                             persons += 1;
@@ -326,7 +333,8 @@ impl DiskStore {
             remove(&chunk::path(&self.chunk_dir(), n as u32).with_extension("chunk.tmp"))?;
         }
         let wal = Wal::open(&self.wal_dir(), fresh.wal, fresh.wal_valid)?;
-        let mut persons = self.load_dictionary(prefix::PERSON)?;
+        let published = self.counter(meta::NEXT_PERSON)? as u32;
+        let mut persons = person_dictionary(&fresh.chunks, published)?;
         persons.extend(fresh.open.new_persons.iter().cloned());
         let names = fresh.names.clone();
         *self.wal_file.lock().expect("wal lock") = Some(wal.sync_handle());
@@ -490,17 +498,38 @@ impl DiskStore {
         if !all && w.wal.len() < WAL_MAX_BYTES {
             sealed_len -= events.len() % self.chunk_events;
         }
+        // Every person given an id so far (those of the rest too) goes
+        // into the last new chunk: the dictionary is the chunks' persons
+        // in order.
+        let new_persons: Vec<(String, u32)> = open
+            .new_persons
+            .iter()
+            .chain(&fresh.persons)
+            .cloned()
+            .collect();
+        let published_persons = shared.persons - open.new_persons.len() as u32;
+        let persons = published_persons + new_persons.len() as u32;
+        debug_assert!(
+            new_persons
+                .iter()
+                .zip(published_persons..)
+                .all(|((_, id), expected)| *id == expected)
+        );
         // Chunk files first, each durable under its final name.
         let first = chunks.len() as u32;
         let mut headers = Vec::new();
-        for (i, start) in (0..sealed_len).step_by(self.chunk_events).enumerate() {
+        let starts: Vec<usize> = (0..sealed_len).step_by(self.chunk_events).collect();
+        for (i, &start) in starts.iter().enumerate() {
             let end = (start + self.chunk_events).min(sealed_len);
+            let last = i + 1 == starts.len();
             headers.push(chunk::write(
                 &self.chunk_dir(),
                 first + i as u32,
                 &Sealing {
                     events: &events[start..end],
                     interned: &interned[start..end],
+                    new_persons: if last { &new_persons } else { &[] },
+                    next_person: published_persons,
                 },
             )?);
         }
@@ -540,15 +569,7 @@ impl DiskStore {
                 w.prefixes.insert(key, spans);
             }
         }
-        let mut persons = shared.persons;
         let mut names = shared.names.len() as u32;
-        for (key, id) in open.new_persons.iter().chain(&fresh.persons) {
-            batch.insert(
-                codec::key(prefix::PERSON, key.as_bytes()),
-                &codec::encode_id(*id),
-            );
-            persons = persons.max(id + 1);
-        }
         for (key, id) in open.new_names.iter().chain(&fresh.names) {
             batch.insert(
                 codec::key(prefix::NAME, key.as_bytes()),
@@ -649,6 +670,37 @@ struct Fresh {
     interned: Vec<(u32, u32)>,
     persons: Vec<(String, u32)>,
     names: Vec<(String, u32)>,
+}
+
+/// The published person dictionary: the persons sections of `chunks` in
+/// order, which must hand out exactly the ids `0..count`.
+fn person_dictionary(chunks: &[Arc<Chunk>], count: u32) -> Result<HashMap<String, u32>, Error> {
+    let mut map = HashMap::with_capacity(count as usize);
+    let sections: Vec<Vec<String>> = chunks
+        .par_iter()
+        .map(|c| c.persons())
+        .collect::<Result<_, _>>()?;
+    for (c, keys) in chunks.iter().zip(sections) {
+        if !keys.is_empty() && c.header.first_person as usize != map.len() {
+            return Err(Error::corrupt(format!(
+                "chunk {} introduces persons from {}, expected {}",
+                c.number,
+                c.header.first_person,
+                map.len()
+            )));
+        }
+        for key in keys {
+            let id = map.len() as u32;
+            map.insert(key, id);
+        }
+    }
+    if map.len() != count as usize {
+        return Err(Error::corrupt(format!(
+            "the chunks introduce {} persons, the index counts {count}",
+            map.len()
+        )));
+    }
+    Ok(map)
 }
 
 impl Shared {
@@ -1053,6 +1105,55 @@ mod tests {
         let out = store.append(evs(&fresh)).unwrap();
         assert_eq!(out, vec![Outcome::Accepted; fresh.len()]);
         assert_eq!(row_count(&store, "e"), ids.len() + fresh.len());
+    }
+
+    #[test]
+    fn persons_keep_their_ids_across_chunks_the_log_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ev = |i: u128, person: u32| {
+            let mut e = nth(i);
+            e.user_id = Some(format!("p{person}"));
+            e
+        };
+        let distinct_ids = |store: &DiskStore| {
+            let rows = store
+                .scan(&Scan {
+                    names: None,
+                    from: i64::MIN,
+                    to: i64::MAX,
+                })
+                .unwrap();
+            let mut ids: Vec<u32> = rows.iter().flat_map(|r| r.person.clone()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        {
+            // p0..p9 sealed in chunks (two seals), p5..p14 partly in the log.
+            let store = DiskStore::open(dir.path(), &options()).unwrap();
+            store
+                .append((0..120).map(|i| ev(i, i as u32 % 10)).collect())
+                .unwrap();
+            store
+                .append((120..230).map(|i| ev(i, 5 + i as u32 % 10)).collect())
+                .unwrap();
+            assert_eq!(store.person_count(), 15);
+        }
+        // A reader replays the log with the published dictionary.
+        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        assert_eq!(store.person_count(), 15);
+        assert_eq!(distinct_ids(&store), (0..15).collect::<Vec<_>>());
+        // A writer too: known persons keep their ids, a new one gets the next.
+        store
+            .append(vec![ev(230, 3), ev(231, 14), ev(232, 99)])
+            .unwrap();
+        assert_eq!(store.person_count(), 16);
+        store.close().unwrap();
+        drop(store);
+        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        assert_eq!(distinct_ids(&store), (0..16).collect::<Vec<_>>());
+        store.append(vec![ev(233, 99)]).unwrap();
+        assert_eq!(store.person_count(), 16);
     }
 
     #[test]
