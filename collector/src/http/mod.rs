@@ -77,6 +77,7 @@ pub fn start(config: Config) -> Result<Running, Error> {
         &StoreOptions {
             cache_capacity: config.cache_mb * 1024 * 1024,
             chunk_events: config.chunk_events,
+            ..StoreOptions::default()
         },
     )?);
     start_with_store(config, store)

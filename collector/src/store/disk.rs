@@ -39,9 +39,6 @@ use super::wal::{self, Wal};
 use super::{EventStore, Outcome};
 use crate::error::Error;
 
-/// Log bytes after which the open chunk is sealed early (events with large
-/// properties), bounding the log and the memory of the open chunk.
-const WAL_MAX_BYTES: u64 = 64 << 20;
 /// Decoded id sections kept by the writer for deduplication.
 const ID_SECTIONS_CACHED: usize = 16;
 /// Id index entries kept decoded by the writer.
@@ -56,6 +53,9 @@ pub struct StoreOptions {
     /// (tens of thousands of rows for busy names) and the index small; the
     /// log, and so recovery, holds at most one chunk.
     pub chunk_events: usize,
+    /// Log bytes after which the open chunk is sealed early (events with
+    /// large properties), bounding the log and the open chunk's memory.
+    pub wal_max_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -63,6 +63,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_capacity: 64 * 1024 * 1024,
             chunk_events: 65_536,
+            wal_max_bytes: 64 << 20,
         }
     }
 }
@@ -72,6 +73,7 @@ pub struct DiskStore {
     db: sled::Db,
     dir: PathBuf,
     chunk_events: usize,
+    wal_max_bytes: u64,
     /// What readers see; changed only by the writer, briefly.
     shared: RwLock<Shared>,
     /// Loaded on the first append, so read-only users (queries, export)
@@ -184,6 +186,7 @@ impl DiskStore {
             db,
             dir: dir.to_path_buf(),
             chunk_events: options.chunk_events.max(1),
+            wal_max_bytes: options.wal_max_bytes,
             shared: RwLock::new(Shared {
                 chunks: Vec::new(),
                 open: OpenChunk::default(),
@@ -209,7 +212,7 @@ impl DiskStore {
                 chunk::sync_dir(parent)?;
             }
         }
-        *store.shared.get_mut().expect("not shared yet") = store.load()?;
+        *store.shared.get_mut().expect("not shared yet") = store.load(false)?.0;
         Ok(store)
     }
 
@@ -239,8 +242,9 @@ impl DiskStore {
     }
 
     /// Reads what is on disk: the published chunks from the index, and the
-    /// open chunk by replaying the log. Writes nothing.
-    fn load(&self) -> Result<Shared, Error> {
+    /// open chunk by replaying the log; with `dictionary`, also every
+    /// person key with its id. Writes nothing.
+    fn load(&self, dictionary: bool) -> Result<(Shared, HashMap<String, u32>), Error> {
         let count = self.counter(meta::CHUNKS)? as u32;
         let mut chunks = Vec::with_capacity(count as usize);
         for kv in self.db.scan_prefix([prefix::CHUNK]) {
@@ -264,10 +268,10 @@ impl DiskStore {
         let (events, wal_valid) = wal::read(&self.wal_dir(), wal_no)?;
         // Only a log to replay needs the person dictionary (a query after a
         // clean stop or an import reads no person key at all).
-        let published = if events.is_empty() {
-            HashMap::new()
-        } else {
+        let mut published = if dictionary || !events.is_empty() {
             person_dictionary(&chunks, persons)?
+        } else {
+            HashMap::new()
         };
 
         // Replaying interns exactly as the writer did: a person or name the
@@ -304,21 +308,25 @@ impl DiskStore {
             };
             open.push(e, person, name);
         }
-        Ok(Shared {
+        if dictionary {
+            published.extend(open.new_persons.iter().cloned());
+        }
+        let shared = Shared {
             chunks,
             open,
             names,
             persons,
             wal: wal_no,
             wal_valid,
-        })
+        };
+        Ok((shared, published))
     }
 
     /// Reloads from disk and prepares to write: cuts a torn log tail,
     /// removes what an interrupted seal left behind, loads the person
     /// dictionary.
     fn start_writer(&self) -> Result<WriterState, Error> {
-        let fresh = self.load()?;
+        let (fresh, persons) = self.load(true)?;
         for n in wal::list(&self.wal_dir())? {
             if n != fresh.wal {
                 remove(&wal::path(&self.wal_dir(), n))?;
@@ -333,9 +341,6 @@ impl DiskStore {
             remove(&chunk::path(&self.chunk_dir(), n as u32).with_extension("chunk.tmp"))?;
         }
         let wal = Wal::open(&self.wal_dir(), fresh.wal, fresh.wal_valid)?;
-        let published = self.counter(meta::NEXT_PERSON)? as u32;
-        let mut persons = person_dictionary(&fresh.chunks, published)?;
-        persons.extend(fresh.open.new_persons.iter().cloned());
         let names = fresh.names.clone();
         *self.wal_file.lock().expect("wal lock") = Some(wal.sync_handle());
         *self.shared.write().expect("shared lock") = fresh;
@@ -365,7 +370,7 @@ impl DiskStore {
             // The log handle stays: commits appended before the failure
             // still wait for its fdatasync.
             *guard = None;
-            if let Ok(fresh) = self.load() {
+            if let Ok((fresh, _)) = self.load(false) {
                 *self.shared.write().expect("shared lock") = fresh;
             }
         }
@@ -466,7 +471,7 @@ impl DiskStore {
             persons: new_persons,
             names: new_names,
         };
-        if open_len + fresh.events.len() >= self.chunk_events || w.wal.len() >= WAL_MAX_BYTES {
+        if open_len + fresh.events.len() >= self.chunk_events || w.wal.len() >= self.wal_max_bytes {
             self.seal(w, &chunks, fresh, false)?;
         } else {
             w.wal.append(&fresh.events)?;
@@ -495,7 +500,7 @@ impl DiskStore {
             .copied()
             .collect();
         let mut sealed_len = events.len();
-        if !all && w.wal.len() < WAL_MAX_BYTES {
+        if !all && w.wal.len() < self.wal_max_bytes {
             sealed_len -= events.len() % self.chunk_events;
         }
         // Every person given an id so far (those of the rest too) goes
@@ -1154,6 +1159,31 @@ mod tests {
         assert_eq!(distinct_ids(&store), (0..16).collect::<Vec<_>>());
         store.append(vec![ev(233, 99)]).unwrap();
         assert_eq!(store.person_count(), 16);
+    }
+
+    #[test]
+    fn a_long_log_seals_the_open_chunk_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(
+            dir.path(),
+            &StoreOptions {
+                wal_max_bytes: 2_000,
+                ..options()
+            },
+        )
+        .unwrap();
+        // ~100 bytes of properties per event: the log passes 2,000 bytes
+        // long before 100 events fill a chunk.
+        for i in 0..60 {
+            let mut e = nth(i);
+            e.properties = Some(format!(r#"{{"pad":"{}"}}"#, "x".repeat(100)));
+            store.append(vec![e]).unwrap();
+        }
+        let chunks = store.shared.read().unwrap().chunks.len();
+        assert!(chunks >= 2, "{chunks} chunks");
+        let log = dir.path().join("wal").join(&files(dir.path(), "wal")[0]);
+        assert!(std::fs::metadata(log).unwrap().len() < 2_000 + 400);
+        assert_eq!(all_events(&store).len(), 60);
     }
 
     #[test]
