@@ -1186,6 +1186,87 @@ mod tests {
         assert_eq!(all_events(&store).len(), 60);
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Append these pool events (repeats allowed) in one commit.
+        Append(Vec<usize>),
+        /// Drop the store without closing it (what a crash leaves once the
+        /// log is synced) and open it again.
+        Reopen,
+        /// Seal what is open.
+        Close,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => proptest::collection::vec(0..120usize, 1..40).prop_map(Op::Append),
+            1 => Just(Op::Reopen),
+            1 => Just(Op::Close),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Against a model (the first event stored under each id wins):
+        /// every outcome, every event read back, every row and person count,
+        /// through seals, reopenings and closes.
+        #[test]
+        fn the_store_behaves_like_a_set_of_first_seen_events(
+            ops in proptest::collection::vec(op(), 1..25),
+            chunk in 1..12usize,
+        ) {
+            // Ids: mostly time-ordered v7-like, some random-looking.
+            let pool: Vec<Event> = (0..120u128)
+                .map(|i| {
+                    let mut e = nth(i);
+                    if i % 5 == 0 {
+                        e.id = Uuid::from_u128(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
+                    }
+                    e
+                })
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let opts = StoreOptions { chunk_events: chunk, ..StoreOptions::default() };
+            let mut store = DiskStore::open(dir.path(), &opts).unwrap();
+            let mut model: std::collections::BTreeMap<Uuid, Event> = Default::default();
+            for op in ops {
+                match op {
+                    Op::Append(picks) => {
+                        let events: Vec<Event> = picks.iter().map(|&i| pool[i].clone()).collect();
+                        let expected: Vec<Outcome> = events
+                            .iter()
+                            .map(|e| {
+                                if model.contains_key(&e.id) {
+                                    Outcome::Duplicate
+                                } else {
+                                    model.insert(e.id, e.clone());
+                                    Outcome::Accepted
+                                }
+                            })
+                            .collect();
+                        proptest::prop_assert_eq!(store.append(events).unwrap(), expected);
+                        store.sync().unwrap();
+                    }
+                    Op::Reopen => {
+                        drop(store);
+                        store = DiskStore::open(dir.path(), &opts).unwrap();
+                    }
+                    Op::Close => store.close().unwrap(),
+                }
+                let stored: Vec<Event> = model.values().cloned().collect();
+                proptest::prop_assert_eq!(all_events(&store), stored);
+                for name in ["a", "b", "c"] {
+                    let n = model.values().filter(|e| e.event == name).count();
+                    proptest::prop_assert_eq!(row_count(&store, name), n);
+                }
+                let persons: HashSet<&str> = model.values().map(|e| e.person()).collect();
+                proptest::prop_assert_eq!(store.person_count(), persons.len());
+            }
+        }
+    }
+
     #[test]
     fn a_torn_log_tail_is_cut_and_later_appends_survive() {
         let dir = tempfile::tempdir().unwrap();
