@@ -1237,11 +1237,10 @@ mod tests {
                         let events: Vec<Event> = picks.iter().map(|&i| pool[i].clone()).collect();
                         let expected: Vec<Outcome> = events
                             .iter()
-                            .map(|e| {
-                                if model.contains_key(&e.id) {
-                                    Outcome::Duplicate
-                                } else {
-                                    model.insert(e.id, e.clone());
+                            .map(|e| match model.entry(e.id) {
+                                std::collections::btree_map::Entry::Occupied(_) => Outcome::Duplicate,
+                                std::collections::btree_map::Entry::Vacant(slot) => {
+                                    slot.insert(e.clone());
                                     Outcome::Accepted
                                 }
                             })
