@@ -1,4 +1,4 @@
-//! The three target analyses on a sled store, as `tally funnel|retention|
+//! The three target analyses on the store, as `tally funnel|retention|
 //! activation --data DIR` run them (warm). The store is generated once per
 //! size and kept under target/ for later runs.
 //!
