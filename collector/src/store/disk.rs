@@ -888,6 +888,21 @@ mod tests {
         }
     }
 
+    /// Opens the store, waiting out sled's lock: after a `DiskStore` is
+    /// dropped, sled's background I/O can hold the database file (and its
+    /// lock) a moment longer. Processes never reopen in place; tests do.
+    fn open(dir: &Path, options: &StoreOptions) -> DiskStore {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match DiskStore::open(dir, options) {
+                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
     fn event(id: Uuid, person: &str, name: &str, ts: i64) -> Event {
         Event {
             id,
@@ -953,7 +968,7 @@ mod tests {
     #[test]
     fn small_commits_fill_chunks_and_every_event_is_read_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        let store = open(dir.path(), &options());
         let total = 1_234u128;
         let mut next = 0;
         while next < total {
@@ -1002,7 +1017,7 @@ mod tests {
         assert_eq!(files(dir.path(), "chunks").len(), 13);
         assert_eq!(all_events(&store), expected);
         drop(store);
-        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        let store = open(dir.path(), &options());
         assert_eq!(all_events(&store), expected);
         assert_eq!(row_count(&store, "a"), 412);
     }
@@ -1011,12 +1026,12 @@ mod tests {
     fn duplicates_are_found_in_chunks_in_the_log_and_in_the_same_commit() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = DiskStore::open(dir.path(), &options()).unwrap();
+            let store = open(dir.path(), &options());
             store.append((0..250).map(nth).collect()).unwrap();
             store.sync().unwrap();
             // Dropped without close: 50 events only in the log.
         }
-        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        let store = open(dir.path(), &options());
         assert_eq!(all_events(&store).len(), 250);
         let mut again: Vec<Event> = [3, 120, 249, 249].into_iter().map(nth).collect();
         again.push(nth(250));
@@ -1048,14 +1063,14 @@ mod tests {
                 .collect()
         };
         {
-            let store = DiskStore::open(dir.path(), &options()).unwrap();
+            let store = open(dir.path(), &options());
             for part in ids.chunks(90) {
                 let out = store.append(evs(part)).unwrap();
                 assert!(out.iter().all(|o| *o == Outcome::Accepted));
             }
             store.sync().unwrap();
         }
-        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        let store = open(dir.path(), &options());
         let out = store.append(evs(&ids)).unwrap();
         assert!(out.iter().all(|o| *o == Outcome::Duplicate));
         assert_eq!(
@@ -1091,7 +1106,7 @@ mod tests {
                 .collect()
         };
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        let store = open(dir.path(), &options());
         for part in ids.chunks(45) {
             let out = store.append(evs(part)).unwrap();
             assert!(out.iter().all(|o| *o == Outcome::Accepted));
@@ -1135,7 +1150,7 @@ mod tests {
         };
         {
             // p0..p9 sealed in chunks (two seals), p5..p14 partly in the log.
-            let store = DiskStore::open(dir.path(), &options()).unwrap();
+            let store = open(dir.path(), &options());
             store
                 .append((0..120).map(|i| ev(i, i as u32 % 10)).collect())
                 .unwrap();
@@ -1145,7 +1160,7 @@ mod tests {
             assert_eq!(store.person_count(), 15);
         }
         // A reader replays the log with the published dictionary.
-        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        let store = open(dir.path(), &options());
         assert_eq!(store.person_count(), 15);
         assert_eq!(distinct_ids(&store), (0..15).collect::<Vec<_>>());
         // A writer too: known persons keep their ids, a new one gets the next.
@@ -1155,7 +1170,7 @@ mod tests {
         assert_eq!(store.person_count(), 16);
         store.close().unwrap();
         drop(store);
-        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        let store = open(dir.path(), &options());
         assert_eq!(distinct_ids(&store), (0..16).collect::<Vec<_>>());
         store.append(vec![ev(233, 99)]).unwrap();
         assert_eq!(store.person_count(), 16);
@@ -1229,7 +1244,7 @@ mod tests {
                 .collect();
             let dir = tempfile::tempdir().unwrap();
             let opts = StoreOptions { chunk_events: chunk, ..StoreOptions::default() };
-            let mut store = DiskStore::open(dir.path(), &opts).unwrap();
+            let mut store = open(dir.path(), &opts);
             let mut model: std::collections::BTreeMap<Uuid, Event> = Default::default();
             for op in ops {
                 match op {
@@ -1250,7 +1265,7 @@ mod tests {
                     }
                     Op::Reopen => {
                         drop(store);
-                        store = DiskStore::open(dir.path(), &opts).unwrap();
+                        store = open(dir.path(), &opts);
                     }
                     Op::Close => store.close().unwrap(),
                 }
@@ -1270,7 +1285,7 @@ mod tests {
     fn a_torn_log_tail_is_cut_and_later_appends_survive() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = DiskStore::open(dir.path(), &options()).unwrap();
+            let store = open(dir.path(), &options());
             store.append((0..30).map(nth).collect()).unwrap();
             store.append((30..40).map(nth).collect()).unwrap();
             store.sync().unwrap();
@@ -1283,14 +1298,14 @@ mod tests {
         torn.extend_from_slice(&third[..third.len() - 3]);
         std::fs::write(&log, &torn).unwrap();
 
-        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        let store = open(dir.path(), &options());
         assert_eq!(all_events(&store).len(), 40);
         // Reading never writes; the writer cuts the torn bytes before appending.
         assert_eq!(std::fs::read(&log).unwrap(), torn);
         store.append((40..45).map(nth).collect()).unwrap();
         store.sync().unwrap();
         drop(store);
-        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        let store = open(dir.path(), &options());
         assert_eq!(all_events(&store), (0..45).map(nth).collect::<Vec<_>>());
     }
 
@@ -1298,7 +1313,7 @@ mod tests {
     fn leftovers_of_an_interrupted_seal_are_ignored_then_removed() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = DiskStore::open(dir.path(), &options()).unwrap();
+            let store = open(dir.path(), &options());
             store.append((0..150).map(nth).collect()).unwrap();
             store.sync().unwrap();
         }
@@ -1309,7 +1324,7 @@ mod tests {
         std::fs::write(chunks.join("00000002.chunk.tmp"), b"partial").unwrap();
         std::fs::write(dir.path().join("wal").join("00000009.wal"), b"junk").unwrap();
 
-        let store = DiskStore::open(dir.path(), &options()).unwrap();
+        let store = open(dir.path(), &options());
         assert_eq!(all_events(&store).len(), 150);
         store.append(vec![nth(150)]).unwrap();
         assert_eq!(files(dir.path(), "chunks"), vec!["00000000.chunk"]);
@@ -1321,13 +1336,13 @@ mod tests {
     fn a_damaged_section_of_a_chunk_is_reported_not_misread() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = DiskStore::open(dir.path(), &options()).unwrap();
+            let store = open(dir.path(), &options());
             store.append((0..100).map(nth).collect()).unwrap();
         }
         let path = dir.path().join("chunks").join("00000000.chunk");
         let pristine = std::fs::read(&path).unwrap();
         let header = {
-            let store = DiskStore::open(dir.path(), &options()).unwrap();
+            let store = open(dir.path(), &options());
             store.shared.read().unwrap().chunks[0].header.clone()
         };
         let mut sections = vec![header.ids];
@@ -1337,7 +1352,7 @@ mod tests {
             let mut bytes = pristine.clone();
             bytes[(section.offset + u64::from(section.len) / 2) as usize] ^= 0x55;
             std::fs::write(&path, &bytes).unwrap();
-            let store = DiskStore::open(dir.path(), &options()).unwrap();
+            let store = open(dir.path(), &options());
             let export = store.scan_events(i64::MIN, i64::MAX, &mut |_| Ok(()));
             let rows = store.scan(&Scan {
                 names: None,
