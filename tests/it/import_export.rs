@@ -466,6 +466,32 @@ fn export_writes_wire_form_events_that_import_reads_back_the_same() {
 }
 
 #[test]
+fn export_gives_events_back_in_the_order_they_were_stored() {
+    // Ids in descending order and events interleaved: export follows the
+    // file (acceptance order), not ids or timestamps, in the sealed chunk
+    // an import leaves and across later imports.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first: Vec<Value> = (0..50u32).rev().map(ev).collect();
+    let second: Vec<Value> = (50..60u32)
+        .map(ev)
+        .chain((60..70u32).rev().map(ev))
+        .collect();
+    for (name, events) in [("a.ndjson", &first), ("b.ndjson", &second)] {
+        let file = dir.path().join(name);
+        write_ndjson(&file, events);
+        let (accepted, _, rejected, _) = counts(&import_file(&data, &file));
+        assert_eq!((accepted, rejected), (events.len() as u64, 0));
+    }
+    let expected: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(export_ids(&data), expected);
+}
+
+#[test]
 fn export_from_to_is_half_open() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("in.ndjson");

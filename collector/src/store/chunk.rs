@@ -71,15 +71,19 @@ pub struct Sealing<'a> {
 /// Writes chunk `n` durably and returns its header.
 pub fn write(dir: &Path, n: u32, chunk: &Sealing<'_>) -> Result<ChunkHeader, Error> {
     assert!(!chunk.events.is_empty(), "a chunk holds at least one event");
-    // Id order makes the ids section a sorted array; UUIDv7 ids are in
-    // about the order they were minted anyway.
+    // The ids section is sorted (dedup is a binary search); the events stay
+    // in acceptance order (export gives them back as they came), and the
+    // ranks section says where each event's id is in the sorted ids.
     let mut order: Vec<usize> = (0..chunk.events.len()).collect();
     order.sort_unstable_by_key(|&i| chunk.events[i].id);
     let ids: Vec<[u8; 16]> = order
         .iter()
         .map(|&i| *chunk.events[i].id.as_bytes())
         .collect();
-    let sorted: Vec<&Event> = order.iter().map(|&i| chunk.events[i]).collect();
+    let mut ranks = vec![0u32; order.len()];
+    for (rank, &i) in order.iter().enumerate() {
+        ranks[i] = rank as u32;
+    }
 
     let mut columns: std::collections::BTreeMap<u32, ColumnBlock> = Default::default();
     for (e, &(person, name)) in chunk.events.iter().zip(chunk.interned) {
@@ -91,7 +95,8 @@ pub fn write(dir: &Path, n: u32, chunk: &Sealing<'_>) -> Result<ChunkHeader, Err
     // The costly part of a seal (compression) runs on every core.
     let (events_bytes, column_bytes) = rayon::join(
         || {
-            sorted
+            chunk
+                .events
                 .par_chunks(EVENTS_PER_SECTION)
                 .map(|evs| (evs.len(), codec::encode_events(evs)))
                 .collect::<Vec<_>>()
@@ -119,6 +124,7 @@ pub fn write(dir: &Path, n: u32, chunk: &Sealing<'_>) -> Result<ChunkHeader, Err
         s
     };
     let ids_section = place(&codec::encode_ids(&ids));
+    let ranks_section = place(&codec::encode_ranks(&ranks));
     let events_sections = events_bytes
         .iter()
         .map(|(n, bytes)| EventsSection {
@@ -160,6 +166,7 @@ pub fn write(dir: &Path, n: u32, chunk: &Sealing<'_>) -> Result<ChunkHeader, Err
         min_id: ids[0],
         max_id: *ids.last().expect("non-empty"),
         ids: ids_section,
+        ranks: ranks_section,
         events_sections,
         names,
         first_person,
@@ -229,9 +236,15 @@ impl Chunk {
         codec::decode_ids(&self.read(&self.header.ids, "ids")?)
     }
 
-    /// Every event of the chunk, in id order.
+    /// Every event of the chunk, in the order they were accepted.
     pub fn events(&self, each: &mut dyn FnMut(Event) -> Result<(), Error>) -> Result<(), Error> {
-        let ids = self.ids()?;
+        let sorted = self.ids()?;
+        let ranks = codec::decode_ranks(&self.read(&self.header.ranks, "ranks")?)?;
+        let ids = ranks
+            .iter()
+            .map(|&r| sorted.get(r as usize).copied())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::corrupt("a rank points past the ids"))?;
         let mut at = 0;
         for s in &self.header.events_sections {
             let n = s.events as usize;

@@ -17,11 +17,12 @@
 //!
 //! A chunk file (`chunks/NNNNNNNN.chunk`) is immutable once written:
 //! `[magic][version]`, then its sections — the chunk's ids sorted (so
-//! membership is a binary search; stored byte plane by byte plane, zstd), the full events in the same
-//! order without their ids (zstd, in sub-blocks), one [`ColumnBlock`]
-//! per event name for the analyses, the person keys first seen since the
-//! previous chunk (the person dictionary is the concatenation of these) —
-//! and last a copy of its header.
+//! membership is a binary search; stored byte plane by byte plane, zstd),
+//! each event's rank among them, the full events in acceptance order
+//! without their ids (zstd, in sub-blocks), one [`ColumnBlock`] per event
+//! name for the analyses, the person keys first seen since the previous
+//! chunk (the person dictionary is the concatenation of these) — and last
+//! a copy of its header.
 
 use bincode::{Decode, Encode};
 use tally_event::{Event, Stage};
@@ -222,7 +223,10 @@ pub struct ChunkHeader {
     pub max_id: [u8; 16],
     /// The sorted ids ([`encode_ids`]).
     pub ids: Section,
-    /// The events in id order, without ids.
+    /// For each event, in acceptance order, the position of its id in
+    /// `ids` ([`encode_ranks`]).
+    pub ranks: Section,
+    /// The events in acceptance order, without ids.
     pub events_sections: Vec<EventsSection>,
     /// One column block per event name, by name id.
     pub names: Vec<NameSection>,
@@ -308,6 +312,43 @@ pub fn decode_ids(bytes: &[u8]) -> Result<Vec<[u8; 16]>, Error> {
         }
     }
     Ok(ids)
+}
+
+/// Each event's position among the sorted ids, in acceptance order, as a
+/// ranks section stores them: `[version][zstd(bincode(deltas))]`. UUIDv7
+/// ids arrive nearly sorted, so the deltas are mostly 1 and cost almost
+/// nothing.
+pub fn encode_ranks(ranks: &[u32]) -> Vec<u8> {
+    let mut prev = 0i64;
+    let deltas: Vec<i64> = ranks
+        .iter()
+        .map(|&r| {
+            let d = i64::from(r) - prev;
+            prev = i64::from(r);
+            d
+        })
+        .collect();
+    let plain = bincode::encode_to_vec(&deltas, config()).expect("writing to a Vec");
+    let mut out = vec![FORMAT_VERSION];
+    out.extend(zstd::bulk::compress(&plain, ZSTD_LEVEL).expect("zstd compresses any input"));
+    out
+}
+
+/// Inverse of [`encode_ranks`].
+pub fn decode_ranks(bytes: &[u8]) -> Result<Vec<u32>, Error> {
+    check_version(bytes)?;
+    let plain = zstd::stream::decode_all(&bytes[1..])
+        .map_err(|e| Error::corrupt(format!("ranks section: {e}")))?;
+    let (deltas, _): (Vec<i64>, usize) = bincode::decode_from_slice(&plain, config())
+        .map_err(|e| Error::corrupt(format!("ranks section: {e}")))?;
+    let mut r = 0i64;
+    deltas
+        .into_iter()
+        .map(|d| {
+            r += d;
+            u32::try_from(r).map_err(|_| Error::corrupt("ranks section: rank out of range"))
+        })
+        .collect()
 }
 
 /// Person keys in id order as a persons section stores them:
@@ -746,6 +787,11 @@ mod tests {
 
     proptest! {
         #[test]
+        fn ranks_round_trip(ranks in proptest::collection::vec(any::<u32>(), 0..300)) {
+            prop_assert_eq!(decode_ranks(&encode_ranks(&ranks)).unwrap(), ranks);
+        }
+
+        #[test]
         fn ids_sections_round_trip(mut ids in proptest::collection::vec(any::<[u8; 16]>(), 0..300)) {
             ids.sort_unstable();
             prop_assert_eq!(decode_ids(&encode_ids(&ids)).unwrap(), ids);
@@ -790,6 +836,7 @@ mod tests {
                 len: 48,
                 crc: 7,
             },
+            ranks: Section::default(),
             events_sections: vec![EventsSection {
                 section: Section::default(),
                 events: 3,

@@ -928,7 +928,8 @@ mod tests {
         )
     }
 
-    fn all_events(store: &DiskStore) -> Vec<Event> {
+    /// Every event, in the order the store gives them (acceptance order).
+    fn events_in_order(store: &DiskStore) -> Vec<Event> {
         let mut out = Vec::new();
         store
             .scan_events(i64::MIN, i64::MAX, &mut |e| {
@@ -936,6 +937,11 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+        out
+    }
+
+    fn all_events(store: &DiskStore) -> Vec<Event> {
+        let mut out = events_in_order(store);
         out.sort_by_key(|e| e.id);
         out
     }
@@ -1246,6 +1252,7 @@ mod tests {
             let opts = StoreOptions { chunk_events: chunk, ..StoreOptions::default() };
             let mut store = open(dir.path(), &opts);
             let mut model: std::collections::BTreeMap<Uuid, Event> = Default::default();
+            let mut accepted_order: Vec<Event> = Vec::new();
             for op in ops {
                 match op {
                     Op::Append(picks) => {
@@ -1256,6 +1263,7 @@ mod tests {
                                 std::collections::btree_map::Entry::Occupied(_) => Outcome::Duplicate,
                                 std::collections::btree_map::Entry::Vacant(slot) => {
                                     slot.insert(e.clone());
+                                    accepted_order.push(e.clone());
                                     Outcome::Accepted
                                 }
                             })
@@ -1271,6 +1279,8 @@ mod tests {
                 }
                 let stored: Vec<Event> = model.values().cloned().collect();
                 proptest::prop_assert_eq!(all_events(&store), stored);
+                // Export order is acceptance order, across chunks and the log.
+                proptest::prop_assert_eq!(&events_in_order(&store), &accepted_order);
                 for name in ["a", "b", "c"] {
                     let n = model.values().filter(|e| e.event == name).count();
                     proptest::prop_assert_eq!(row_count(&store, name), n);
