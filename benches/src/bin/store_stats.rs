@@ -16,8 +16,15 @@ fn main() -> anyhow::Result<()> {
     let dir = Path::new(&dir);
     let db = sled::Config::new().path(dir.join("index")).open()?;
     let mut by_prefix: std::collections::BTreeMap<u8, (u64, u64, u64)> = Default::default();
-    let (mut chunks, mut events, mut ids, mut event_bytes, mut column_bytes, mut persons) =
-        (0, 0, 0, 0, 0, 0);
+    let (
+        mut chunks,
+        mut events,
+        mut ids,
+        mut ranks,
+        mut event_bytes,
+        mut column_bytes,
+        mut persons,
+    ) = (0, 0, 0, 0, 0, 0, 0);
     for kv in db.iter() {
         let (k, v) = kv?;
         let e = by_prefix.entry(k[0]).or_default();
@@ -29,6 +36,7 @@ fn main() -> anyhow::Result<()> {
             chunks += 1;
             events += u64::from(h.events);
             ids += u64::from(h.ids.len);
+            ranks += u64::from(h.ranks.len);
             persons += u64::from(h.persons.len);
             event_bytes += h
                 .events_sections
@@ -51,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         per(chunk_files)
     );
     println!("  ids      {ids:>12} bytes ({:.1} per event)", per(ids));
+    println!("  ranks    {ranks:>12} bytes ({:.1} per event)", per(ranks));
     println!(
         "  events   {event_bytes:>12} bytes ({:.1} per event)",
         per(event_bytes)
