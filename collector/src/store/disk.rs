@@ -83,6 +83,10 @@ pub struct DiskStore {
     wal_file: Mutex<Option<Arc<File>>>,
     /// sled blob files already fsync'd (sled writes blobs without fsync).
     synced_blobs: Mutex<HashSet<OsString>>,
+    /// Set while a published seal may not be durable in sled yet (its
+    /// flush failed): every sync then retries the flush, so nothing is
+    /// acknowledged on the strength of an index that could still be lost.
+    index_dirty: std::sync::atomic::AtomicBool,
 }
 
 /// The published chunks and the open one.
@@ -198,6 +202,7 @@ impl DiskStore {
             writer: Mutex::new(None),
             wal_file: Mutex::new(None),
             synced_blobs: Mutex::new(HashSet::new()),
+            index_dirty: std::sync::atomic::AtomicBool::new(false),
         };
         // Only a new store has written anything (its format marker); opening
         // an existing one for a query must not cost an fsync.
@@ -593,8 +598,12 @@ impl DiskStore {
                 &codec::encode_counter(value),
             );
         }
+        self.index_dirty
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.db.apply_batch(batch)?;
         self.flush_index()?;
+        self.index_dirty
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let old_wal = shared.wal;
         drop(shared);
 
@@ -747,6 +756,11 @@ impl EventStore for DiskStore {
     }
 
     fn sync(&self) -> Result<(), Error> {
+        if self.index_dirty.load(std::sync::atomic::Ordering::SeqCst) {
+            self.flush_index()?;
+            self.index_dirty
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
         let file = self.wal_file.lock().expect("wal lock").clone();
         match file {
             Some(f) => f
