@@ -328,19 +328,12 @@ pub fn encode_ranks(ranks: &[u32]) -> Vec<u8> {
             d
         })
         .collect();
-    let plain = bincode::encode_to_vec(&deltas, config()).expect("writing to a Vec");
-    let mut out = vec![FORMAT_VERSION];
-    out.extend(zstd::bulk::compress(&plain, ZSTD_LEVEL).expect("zstd compresses any input"));
-    out
+    compressed(&deltas)
 }
 
 /// Inverse of [`encode_ranks`].
 pub fn decode_ranks(bytes: &[u8]) -> Result<Vec<u32>, Error> {
-    check_version(bytes)?;
-    let plain = zstd::stream::decode_all(&bytes[1..])
-        .map_err(|e| Error::corrupt(format!("ranks section: {e}")))?;
-    let (deltas, _): (Vec<i64>, usize) = bincode::decode_from_slice(&plain, config())
-        .map_err(|e| Error::corrupt(format!("ranks section: {e}")))?;
+    let deltas: Vec<i64> = decompressed(bytes, "ranks section")?;
     let mut r = 0i64;
     deltas
         .into_iter()
@@ -354,20 +347,12 @@ pub fn decode_ranks(bytes: &[u8]) -> Result<Vec<u32>, Error> {
 /// Person keys in id order as a persons section stores them:
 /// `[version][zstd(bincode(keys))]`.
 pub fn encode_persons(keys: &[&str]) -> Vec<u8> {
-    let plain = bincode::encode_to_vec(keys, config()).expect("writing to a Vec");
-    let mut out = vec![FORMAT_VERSION];
-    out.extend(zstd::bulk::compress(&plain, ZSTD_LEVEL).expect("zstd compresses any input"));
-    out
+    compressed(&keys)
 }
 
 /// Inverse of [`encode_persons`].
 pub fn decode_persons(bytes: &[u8]) -> Result<Vec<String>, Error> {
-    check_version(bytes)?;
-    let plain = zstd::stream::decode_all(&bytes[1..])
-        .map_err(|e| Error::corrupt(format!("persons section: {e}")))?;
-    bincode::decode_from_slice(&plain, config())
-        .map(|(v, _)| v)
-        .map_err(|e| Error::corrupt(format!("persons section: {e}")))
+    decompressed(bytes, "persons section")
 }
 
 /// Events as an events sub-block stores them: column by column (names
@@ -399,19 +384,12 @@ pub fn encode_events(events: &[&Event]) -> Vec<u8> {
         c.revenue.push(e.revenue);
         c.properties.push(e.properties.clone());
     }
-    let plain = bincode::encode_to_vec(&c, config()).expect("writing to a Vec");
-    let mut out = vec![FORMAT_VERSION];
-    out.extend(zstd::bulk::compress(&plain, ZSTD_LEVEL).expect("zstd compresses any input"));
-    out
+    compressed(&c)
 }
 
 /// Decodes an events sub-block, giving the events the ids `ids` (in order).
 pub fn decode_events(bytes: &[u8], ids: &[[u8; 16]]) -> Result<Vec<Event>, Error> {
-    check_version(bytes)?;
-    let plain = zstd::stream::decode_all(&bytes[1..])
-        .map_err(|e| Error::corrupt(format!("events section: {e}")))?;
-    let (c, _): (EventColumns, usize) = bincode::decode_from_slice(&plain, config())
-        .map_err(|e| Error::corrupt(format!("events section: {e}")))?;
+    let c: EventColumns = decompressed(bytes, "events section")?;
     let n = c.event.len();
     if [
         ids.len(),
@@ -668,6 +646,24 @@ pub fn decode_wal(bytes: &[u8]) -> Result<(Vec<Event>, usize), Error> {
         at = start + len;
     }
     Ok((events, at))
+}
+
+/// `[version][zstd(bincode(value))]`, the form of every compressed section.
+fn compressed(value: &impl Encode) -> Vec<u8> {
+    let plain = bincode::encode_to_vec(value, config()).expect("writing to a Vec");
+    let mut out = vec![FORMAT_VERSION];
+    out.extend(zstd::bulk::compress(&plain, ZSTD_LEVEL).expect("zstd compresses any input"));
+    out
+}
+
+/// Inverse of [`compressed`]; `what` names the section in errors.
+fn decompressed<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error> {
+    check_version(bytes)?;
+    let plain = zstd::stream::decode_all(&bytes[1..])
+        .map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
+    bincode::decode_from_slice(&plain, config())
+        .map(|(v, _)| v)
+        .map_err(|e| Error::corrupt(format!("{what}: {e}")))
 }
 
 fn versioned(value: &impl Encode) -> Vec<u8> {
