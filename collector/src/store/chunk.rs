@@ -68,8 +68,13 @@ pub struct Sealing<'a> {
     pub next_person: u32,
 }
 
-/// Writes chunk `n` durably and returns its header.
-pub fn write(dir: &Path, n: u32, chunk: &Sealing<'_>) -> Result<ChunkHeader, Error> {
+/// Writes chunk `n` durably; returns its header and its sorted ids (which
+/// the id index is built from).
+pub fn write(
+    dir: &Path,
+    n: u32,
+    chunk: &Sealing<'_>,
+) -> Result<(ChunkHeader, Vec<[u8; 16]>), Error> {
     assert!(!chunk.events.is_empty(), "a chunk holds at least one event");
     // The ids section is sorted (dedup is a binary search); the events stay
     // in acceptance order (export gives them back as they came), and the
@@ -185,7 +190,7 @@ pub fn write(dir: &Path, n: u32, chunk: &Sealing<'_>) -> Result<ChunkHeader, Err
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, &final_path)
         .map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
-    Ok(header)
+    Ok((header, ids))
 }
 
 /// A published chunk: its header and, once first read, its open file.

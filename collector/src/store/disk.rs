@@ -97,8 +97,16 @@ struct Shared {
     names: HashMap<String, u32>,
     /// Person ids handed out (published and in the open chunk).
     persons: u32,
-    /// The log holding the open chunk, and the length of its intact prefix.
+    /// The log holding the open chunk.
     wal: u64,
+}
+
+/// What [`DiskStore::load`] read.
+struct Loaded {
+    shared: Shared,
+    /// Every person key with its id, when asked for.
+    persons: HashMap<String, u32>,
+    /// Length of the log's intact prefix (what a writer keeps of it).
     wal_valid: u64,
 }
 
@@ -197,7 +205,6 @@ impl DiskStore {
                 names: HashMap::new(),
                 persons: 0,
                 wal: 0,
-                wal_valid: 0,
             }),
             writer: Mutex::new(None),
             wal_file: Mutex::new(None),
@@ -217,7 +224,7 @@ impl DiskStore {
                 chunk::sync_dir(parent)?;
             }
         }
-        *store.shared.get_mut().expect("not shared yet") = store.load(false)?.0;
+        *store.shared.get_mut().expect("not shared yet") = store.load(false)?.shared;
         Ok(store)
     }
 
@@ -249,7 +256,7 @@ impl DiskStore {
     /// Reads what is on disk: the published chunks from the index, and the
     /// open chunk by replaying the log; with `dictionary`, also every
     /// person key with its id. Writes nothing.
-    fn load(&self, dictionary: bool) -> Result<(Shared, HashMap<String, u32>), Error> {
+    fn load(&self, dictionary: bool) -> Result<Loaded, Error> {
         let count = self.counter(meta::CHUNKS)? as u32;
         let mut chunks = Vec::with_capacity(count as usize);
         for kv in self.db.scan_prefix([prefix::CHUNK]) {
@@ -316,22 +323,28 @@ impl DiskStore {
         if dictionary {
             published.extend(open.new_persons.iter().cloned());
         }
-        let shared = Shared {
-            chunks,
-            open,
-            names,
-            persons,
-            wal: wal_no,
+        Ok(Loaded {
+            shared: Shared {
+                chunks,
+                open,
+                names,
+                persons,
+                wal: wal_no,
+            },
+            persons: published,
             wal_valid,
-        };
-        Ok((shared, published))
+        })
     }
 
     /// Reloads from disk and prepares to write: cuts a torn log tail,
     /// removes what an interrupted seal left behind, loads the person
     /// dictionary.
     fn start_writer(&self) -> Result<WriterState, Error> {
-        let (fresh, persons) = self.load(true)?;
+        let Loaded {
+            shared: fresh,
+            persons,
+            wal_valid,
+        } = self.load(true)?;
         for n in wal::list(&self.wal_dir())? {
             if n != fresh.wal {
                 remove(&wal::path(&self.wal_dir(), n))?;
@@ -345,7 +358,7 @@ impl DiskStore {
         for n in chunk::numbered_files(&self.chunk_dir(), "chunk.tmp")? {
             remove(&chunk::path(&self.chunk_dir(), n as u32).with_extension("chunk.tmp"))?;
         }
-        let wal = Wal::open(&self.wal_dir(), fresh.wal, fresh.wal_valid)?;
+        let wal = Wal::open(&self.wal_dir(), fresh.wal, wal_valid)?;
         let names = fresh.names.clone();
         *self.wal_file.lock().expect("wal lock") = Some(wal.sync_handle());
         *self.shared.write().expect("shared lock") = fresh;
@@ -375,11 +388,19 @@ impl DiskStore {
             // The log handle stays: commits appended before the failure
             // still wait for its fdatasync.
             *guard = None;
-            if let Ok((fresh, _)) = self.load(false) {
-                *self.shared.write().expect("shared lock") = fresh;
+            if let Ok(fresh) = self.load(false) {
+                *self.shared.write().expect("shared lock") = fresh.shared;
             }
         }
         result
+    }
+
+    /// The id index entry under `key` (empty if none).
+    fn read_spans(&self, key: &[u8]) -> Result<IdSpans, Error> {
+        match self.db.get(key)? {
+            Some(v) => IdSpans::decode(&v),
+            None => Ok(IdSpans::default()),
+        }
     }
 
     /// The ids among `ids` that are in a published chunk. Candidates are
@@ -397,10 +418,7 @@ impl DiskStore {
                 if w.prefixes.len() >= PREFIXES_CACHED {
                     w.prefixes.clear();
                 }
-                let spans = match self.db.get(key)? {
-                    Some(v) => IdSpans::decode(&v)?,
-                    None => IdSpans::default(),
-                };
+                let spans = self.read_spans(&key)?;
                 w.prefixes.insert(key, spans);
             }
             for n in w.prefixes[&key].candidates(id.as_bytes()) {
@@ -528,11 +546,12 @@ impl DiskStore {
         // Chunk files first, each durable under its final name.
         let first = chunks.len() as u32;
         let mut headers = Vec::new();
+        let mut sorted_ids = Vec::new();
         let starts: Vec<usize> = (0..sealed_len).step_by(self.chunk_events).collect();
         for (i, &start) in starts.iter().enumerate() {
             let end = (start + self.chunk_events).min(sealed_len);
             let last = i + 1 == starts.len();
-            headers.push(chunk::write(
+            let (header, ids) = chunk::write(
                 &self.chunk_dir(),
                 first + i as u32,
                 &Sealing {
@@ -541,7 +560,9 @@ impl DiskStore {
                     new_persons: if last { &new_persons } else { &[] },
                     next_person: published_persons,
                 },
-            )?);
+            )?;
+            headers.push(header);
+            sorted_ids.push(ids);
         }
         chunk::sync_dir(&self.chunk_dir())?;
         // The rest is always part of `fresh` (the open chunk was shorter
@@ -552,23 +573,14 @@ impl DiskStore {
 
         // Then one atomic batch publishes all of it.
         let mut batch = sled::Batch::default();
-        for (i, h) in headers.iter().enumerate() {
+        for (i, (h, ids)) in headers.iter().zip(&sorted_ids).enumerate() {
             let n = first + i as u32;
             batch.insert(&codec::chunk_key(n), h.encode());
-            let mut ids: Vec<[u8; 16]> = events
-                [i * self.chunk_events..((i + 1) * self.chunk_events).min(sealed_len)]
-                .iter()
-                .map(|e| *e.id.as_bytes())
-                .collect();
-            ids.sort_unstable();
             for group in ids.chunk_by(|a, b| a[..codec::ID_PREFIX] == b[..codec::ID_PREFIX]) {
                 let key = codec::id_key(&Uuid::from_bytes(group[0]));
                 let mut spans = match w.prefixes.remove(&key) {
                     Some(l) => l,
-                    None => match self.db.get(key)? {
-                        Some(v) => IdSpans::decode(&v)?,
-                        None => IdSpans::default(),
-                    },
+                    None => self.read_spans(&key)?,
                 };
                 spans.0.push(IdSpan {
                     chunk: n,
@@ -626,7 +638,6 @@ impl DiskStore {
         }
         shared.persons = persons;
         shared.wal = next_wal;
-        shared.wal_valid = new_wal.len();
         drop(shared);
         *self.wal_file.lock().expect("wal lock") = Some(new_wal.sync_handle());
         w.wal = new_wal;
