@@ -19,6 +19,10 @@ pub enum Error {
     /// Stored bytes do not decode.
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// The store's files disagree with each other or a file is damaged:
+    /// the message names the files. Nothing is guessed or deleted.
+    #[error("the store is damaged: {0}")]
+    Damaged(String),
     /// The store was written by another version of Tally.
     #[error(
         "store format version {found} is not supported (this build reads version {supported}); \

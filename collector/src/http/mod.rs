@@ -58,11 +58,31 @@ impl Running {
 
     /// Serves until SIGINT/SIGTERM (or a stop through the handle), lets
     /// in-flight requests finish, then commits and fsyncs queued events.
-    pub async fn wait(self) -> Result<(), Error> {
-        let result = self.server.await;
+    ///
+    /// If a store thread dies (a bug: a panic), the server stops and this
+    /// returns an error, so the process exits non-zero and a supervisor
+    /// restarts it, rather than answering 503 to every write forever.
+    pub async fn wait(mut self) -> Result<(), Error> {
+        let died = self.writer.died();
+        let handle = self.server.handle();
+        let mut server = self.server;
+        let result = tokio::select! {
+            r = &mut server => r.map_err(|e| Error::io("running the HTTP server", e)),
+            () = died => {
+                tracing::error!("a store writer thread died; stopping the collector");
+                handle.stop(true).await;
+                let _ = server.await;
+                Err(Error::Unavailable(
+                    "a store writer thread died (see the log above); the collector stopped".into(),
+                ))
+            }
+        };
+        let dead = self.writer.is_dead();
         self.writer.shutdown().await;
-        tracing::info!("stopped; all acknowledged events are on disk");
-        result.map_err(|e| Error::io("running the HTTP server", e))
+        if !dead {
+            tracing::info!("stopped; all acknowledged events are on disk");
+        }
+        result
     }
 }
 
@@ -80,6 +100,9 @@ pub fn start(config: Config) -> Result<Running, Error> {
             ..StoreOptions::default()
         },
     )?);
+    // Repairs what a crash left, and refuses to start on damage, before
+    // anything is served.
+    store.prepare_writer()?;
     start_with_store(config, store)
 }
 

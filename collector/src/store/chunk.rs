@@ -193,6 +193,26 @@ pub fn write(
     Ok((header, ids))
 }
 
+/// Reads the copy of its header a chunk file ends with (and checks the
+/// file's preamble): how a chunk the index does not list is adopted, and
+/// how the index's copy is checked.
+pub fn read_trailer(path: &Path) -> Result<ChunkHeader, Error> {
+    let corrupt = |what: &str| Error::corrupt(format!("{}: {what}", path.display()));
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    codec::check_chunk_preamble(&bytes).map_err(|e| corrupt(&e.to_string()))?;
+    let len_at = bytes
+        .len()
+        .checked_sub(4)
+        .ok_or_else(|| corrupt("too short for a chunk file"))?;
+    let len = u32::from_le_bytes(bytes[len_at..].try_into().expect("4 bytes")) as usize;
+    let head = len_at
+        .checked_sub(len)
+        .filter(|&at| at > codec::CHUNK_MAGIC.len())
+        .ok_or_else(|| corrupt("its header copy is cut short"))?;
+    ChunkHeader::decode(&bytes[head..len_at]).map_err(|e| corrupt(&format!("header copy: {e}")))
+}
+
 /// A published chunk: its header and, once first read, its open file.
 pub struct Chunk {
     /// Chunk number.
@@ -214,6 +234,32 @@ impl Chunk {
         }
     }
 
+    /// A chunk the index does not list (yet): its header from its own
+    /// file, every section verified, since nothing else vouches for it.
+    pub fn adopt(dir: &Path, number: u32) -> Result<Self, Error> {
+        let chunk = Chunk::new(dir, number, read_trailer(&path(dir, number))?);
+        chunk.verify()?;
+        Ok(chunk)
+    }
+
+    /// The chunk's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads every section and checks its checksum and that it decodes.
+    pub fn verify(&self) -> Result<(), Error> {
+        let h = &self.header;
+        self.ids()?;
+        self.read(&h.ranks, "ranks")?;
+        self.events(&mut |_| Ok(()))?;
+        for s in &h.names {
+            self.columns(s)?;
+        }
+        self.persons()?;
+        Ok(())
+    }
+
     /// Reads and verifies one section.
     pub fn read(&self, section: &Section, what: &str) -> Result<Vec<u8>, Error> {
         let file = match self.file.get() {
@@ -224,7 +270,8 @@ impl Chunk {
                 let mut preamble = [0u8; 9];
                 f.read_exact_at(&mut preamble, 0)
                     .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
-                codec::check_chunk_preamble(&preamble)?;
+                codec::check_chunk_preamble(&preamble)
+                    .map_err(|e| Error::corrupt(format!("{}: {e}", self.path.display())))?;
                 self.file.get_or_init(|| f)
             }
         };
@@ -238,25 +285,38 @@ impl Chunk {
 
     /// The sorted ids of the chunk.
     pub fn ids(&self) -> Result<Vec<[u8; 16]>, Error> {
-        codec::decode_ids(&self.read(&self.header.ids, "ids")?)
+        codec::decode_ids(&self.read(&self.header.ids, "ids")?).map_err(|e| self.named(e))
+    }
+
+    /// `e` with this chunk's file named, unless it already is.
+    fn named(&self, e: Error) -> Error {
+        match e {
+            Error::Corrupt(msg) if !msg.contains(&*self.path.to_string_lossy()) => {
+                Error::corrupt(format!("{}: {msg}", self.path.display()))
+            }
+            other => other,
+        }
     }
 
     /// Every event of the chunk, in the order they were accepted.
     pub fn events(&self, each: &mut dyn FnMut(Event) -> Result<(), Error>) -> Result<(), Error> {
         let sorted = self.ids()?;
-        let ranks = codec::decode_ranks(&self.read(&self.header.ranks, "ranks")?)?;
+        let ranks = codec::decode_ranks(&self.read(&self.header.ranks, "ranks")?)
+            .map_err(|e| self.named(e))?;
         let ids = ranks
             .iter()
             .map(|&r| sorted.get(r as usize).copied())
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| Error::corrupt("a rank points past the ids"))?;
+            .ok_or_else(|| self.named(Error::corrupt("a rank points past the ids")))?;
         let mut at = 0;
         for s in &self.header.events_sections {
             let n = s.events as usize;
-            let range = ids
-                .get(at..at + n)
-                .ok_or_else(|| Error::corrupt("events sections hold more events than ids"))?;
-            for e in codec::decode_events(&self.read(&s.section, "events")?, range)? {
+            let range = ids.get(at..at + n).ok_or_else(|| {
+                self.named(Error::corrupt("events sections hold more events than ids"))
+            })?;
+            let events = codec::decode_events(&self.read(&s.section, "events")?, range)
+                .map_err(|e| self.named(e))?;
+            for e in events {
                 each(e)?;
             }
             at += n;
@@ -271,10 +331,11 @@ impl Chunk {
             return Ok(Vec::new());
         }
         codec::decode_persons(&self.read(&self.header.persons, "persons")?)
+            .map_err(|e| self.named(e))
     }
 
     /// The column block of one name section.
     pub fn columns(&self, s: &NameSection) -> Result<ColumnBlock, Error> {
-        ColumnBlock::decode(&self.read(&s.section, "columns")?)
+        ColumnBlock::decode(&self.read(&s.section, "columns")?).map_err(|e| self.named(e))
     }
 }

@@ -613,26 +613,50 @@ pub fn encode_wal_record(events: &[Event]) -> Vec<u8> {
 }
 
 /// Reads the records of a log from its start. Returns the events of every
-/// complete, intact record and the length of that valid prefix: a record
-/// cut short or garbled by a crash, and everything after it, was never
-/// acknowledged (acknowledgement waits for the fsync of the whole record).
+/// intact record and the length of that valid prefix.
+///
+/// Only the *tail* of a log can be torn by a crash: acknowledgement waits
+/// for the fsync of every record, and records are only ever appended. So a
+/// bad record is a torn write (never acknowledged; dropped with the rest)
+/// only when nothing but zeros follows it or it runs past the end of the
+/// file. A bad record with intact bytes after it is damage to data that may
+/// have been acknowledged: that is an error naming the offset, never a
+/// silent truncation.
 pub fn decode_wal(bytes: &[u8]) -> Result<(Vec<Event>, usize), Error> {
     let mut events = Vec::new();
     let mut at = 0;
-    while let Some(head) = bytes.get(at..at + WAL_RECORD_HEADER) {
+    while at < bytes.len() {
+        let torn = |reason: &str| -> Result<(), Error> {
+            if bytes[at..].iter().all(|&b| b == 0) {
+                Ok(())
+            } else {
+                Err(Error::corrupt(format!(
+                    "write-ahead log record at byte {at} is damaged ({reason}) and more data follows it"
+                )))
+            }
+        };
+        let Some(head) = bytes.get(at..at + WAL_RECORD_HEADER) else {
+            // A header cut short: only ever the last bytes of the file.
+            break;
+        };
         let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
         let sum = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
         let start = at + WAL_RECORD_HEADER;
         let Some(payload) = bytes.get(start..start + len) else {
+            // Runs past the end of the file: the last record, torn.
             break;
         };
-        if crc(payload) != sum {
+        if len == 0 || crc(payload) != sum {
+            if start + len == bytes.len() {
+                break; // the last record, torn in place
+            }
+            torn("checksum mismatch")?;
             break;
         }
         check_version(payload)?;
         let (logged, _): (Vec<LoggedEvent>, usize) =
             bincode::decode_from_slice(&payload[1..], config())
-                .map_err(|e| Error::corrupt(format!("write-ahead log record: {e}")))?;
+                .map_err(|e| Error::corrupt(format!("write-ahead log record at byte {at}: {e}")))?;
         events.extend(logged.into_iter().map(|r| Event {
             id: Uuid::from_bytes(r.id),
             event: r.event,
@@ -795,7 +819,7 @@ mod tests {
     }
 
     #[test]
-    fn a_garbled_log_record_ends_the_replay() {
+    fn a_garbled_last_record_is_a_torn_tail() {
         let a = encode_wal_record(&[arb_like(1)]);
         let b = encode_wal_record(&[arb_like(2)]);
         let mut log = [a.clone(), b].concat();
@@ -804,6 +828,23 @@ mod tests {
         let (events, valid) = decode_wal(&log).unwrap();
         assert_eq!(events, vec![arb_like(1)]);
         assert_eq!(valid, a.len());
+        // A tail of zeros (a file extended, its data never written) too.
+        let mut zeros = a.clone();
+        zeros.extend([0u8; 100]);
+        let (events, valid) = decode_wal(&zeros).unwrap();
+        assert_eq!((events.len(), valid), (1, a.len()));
+    }
+
+    #[test]
+    fn a_garbled_record_in_the_middle_is_damage_with_its_offset() {
+        let a = encode_wal_record(&[arb_like(1)]);
+        let b = encode_wal_record(&[arb_like(2)]);
+        let c = encode_wal_record(&[arb_like(3)]);
+        let mut log = [a.clone(), b, c].concat();
+        log[a.len() + WAL_RECORD_HEADER + 3] ^= 1;
+        let err = decode_wal(&log).unwrap_err().to_string();
+        assert!(err.contains(&format!("byte {}", a.len())), "{err}");
+        assert!(err.contains("more data follows"), "{err}");
     }
 
     fn arb_like(n: u128) -> Event {

@@ -26,7 +26,10 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
 
 use rayon::prelude::*;
 use tally_event::Event;
@@ -35,6 +38,7 @@ use uuid::Uuid;
 
 use super::chunk::{self, Chunk, Sealing};
 use super::codec::{self, ChunkHeader, ColumnBlock, IdSpan, IdSpans, meta, prefix};
+use super::recovery;
 use super::wal::{self, Wal};
 use super::{EventStore, Outcome};
 use crate::error::Error;
@@ -70,23 +74,117 @@ impl Default for StoreOptions {
 
 /// [`EventStore`] on chunk files, a write-ahead log and a sled index.
 pub struct DiskStore {
-    db: sled::Db,
+    /// The sled index. Reopened from disk after a failure: sled keeps an
+    /// I/O error and refuses every later write, and its memory may hold
+    /// what its files do not.
+    db: RwLock<Option<sled::Db>>,
     dir: PathBuf,
+    cache_capacity: u64,
     chunk_events: usize,
     wal_max_bytes: u64,
+    /// True when the index was created by this open: it witnesses nothing
+    /// about the files already there.
+    index_is_new: bool,
     /// What readers see; changed only by the writer, briefly.
     shared: RwLock<Shared>,
     /// Loaded on the first append, so read-only users (queries, export)
     /// never load the person dictionary or touch a file.
     writer: Mutex<Option<WriterState>>,
     /// The log the group commit fdatasyncs.
-    wal_file: Mutex<Option<Arc<File>>>,
+    wal_file: Mutex<Option<SyncTarget>>,
     /// sled blob files already fsync'd (sled writes blobs without fsync).
     synced_blobs: Mutex<HashSet<OsString>>,
-    /// Set while a published seal may not be durable in sled yet (its
-    /// flush failed): every sync then retries the flush, so nothing is
-    /// acknowledged on the strength of an index that could still be lost.
-    index_dirty: std::sync::atomic::AtomicBool,
+    /// Set by any failed write or sync; writes are refused until the writer
+    /// has reloaded its state from the files (see [`DiskStore::recover`]).
+    failed: AtomicBool,
+    /// What a reload must undo first, from the failures since the last one.
+    undo: Mutex<Undo>,
+    /// Bumped by every reload: a commit appended before it is never
+    /// acknowledged after it.
+    epoch: AtomicU64,
+    /// Injected failures, for the tests of every failure path.
+    #[cfg(test)]
+    faults: faults::Faults,
+}
+
+/// Failpoints: the tests make a chosen write or sync fail, as a full disk
+/// or a failing device would.
+#[cfg(test)]
+mod faults {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Where a failure can be injected.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Point {
+        LogAppend,
+        LogSync,
+        ChunkWrite,
+        LogCreate,
+        IndexApply,
+        IndexFlush,
+    }
+
+    const POINTS: usize = 6;
+
+    /// Per point: how many of the next calls fail.
+    #[derive(Default)]
+    pub struct Faults([AtomicU32; POINTS]);
+
+    impl Faults {
+        pub fn fail_next(&self, point: Point, times: u32) {
+            self.0[point as usize].store(times, Ordering::SeqCst);
+        }
+
+        pub fn check(&self, point: Point) -> std::io::Result<()> {
+            let n = &self.0[point as usize];
+            if n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                .is_ok()
+            {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!("injected failure at {point:?}"),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Fails at `point` when a test asked for it; nothing outside tests.
+macro_rules! failpoint {
+    ($store:expr, $point:ident) => {
+        #[cfg(test)]
+        $store
+            .faults
+            .check(faults::Point::$point)
+            .map_err(|e| Error::io("failpoint", e))?;
+    };
+}
+
+/// The open log as the sync thread sees it.
+#[derive(Clone)]
+struct SyncTarget {
+    number: u64,
+    file: Arc<File>,
+    /// Bytes appended (shared with the writer's [`Wal`]).
+    len: Arc<AtomicU64>,
+    /// Bytes known to be on disk: an fdatasync that started after they
+    /// were written returned success.
+    synced: Arc<AtomicU64>,
+}
+
+/// What the failures since the last reload left that a reload must undo
+/// before it reads the files.
+#[derive(Default)]
+struct Undo {
+    /// `(log, length)`: cut the log back to what was synced before a
+    /// failure. Bytes after it belong to commits that got an error, and
+    /// after a failed fsync Linux may report pages clean that never reached
+    /// the disk: they must not make a retry count as a duplicate.
+    cut: Option<(u64, u64)>,
+    /// A log a failed seal may have created: removing it undoes the seal's
+    /// commit point (the previous log still holds everything).
+    abandoned_log: Option<u64>,
 }
 
 /// The published chunks and the open one.
@@ -108,6 +206,10 @@ struct Loaded {
     persons: HashMap<String, u32>,
     /// Length of the log's intact prefix (what a writer keeps of it).
     wal_valid: u64,
+    /// Which files are the store.
+    plan: recovery::Plan,
+    /// Names first seen in adopted chunks, to add to the index.
+    adopted_names: Vec<(String, u32)>,
 }
 
 /// Accepted events not sealed yet: in the log on disk, here in memory.
@@ -149,7 +251,9 @@ struct WriterState {
 }
 
 impl DiskStore {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`. Reads only: the
+    /// files are checked against the index (see [`recovery`]), and a
+    /// writer repairs what a crash left on its first append.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Self, Error> {
         if dir.join("conf").exists() || dir.join("db").exists() {
             // Format 1 kept a sled database right here.
@@ -163,21 +267,7 @@ impl DiskStore {
             std::fs::create_dir_all(&d)
                 .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
         }
-        let index = dir.join("index");
-        let db = sled::Config::new()
-            .path(&index)
-            .cache_capacity(options.cache_capacity)
-            // Durability comes from our own flush + fsync at each seal.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    Error::Locked {
-                        path: dir.parent().unwrap_or(dir).to_path_buf(),
-                    }
-                }
-                other => Error::Sled(other),
-            })?;
+        let db = open_index(dir, options.cache_capacity, false)?;
         let created = match db.get(codec::key(prefix::META, meta::FORMAT))? {
             None => {
                 db.insert(
@@ -194,11 +284,13 @@ impl DiskStore {
                 });
             }
         };
-        let mut store = DiskStore {
-            db,
+        let store = DiskStore {
+            db: RwLock::new(Some(db)),
             dir: dir.to_path_buf(),
+            cache_capacity: options.cache_capacity,
             chunk_events: options.chunk_events.max(1),
             wal_max_bytes: options.wal_max_bytes,
+            index_is_new: created,
             shared: RwLock::new(Shared {
                 chunks: Vec::new(),
                 open: OpenChunk::default(),
@@ -209,7 +301,11 @@ impl DiskStore {
             writer: Mutex::new(None),
             wal_file: Mutex::new(None),
             synced_blobs: Mutex::new(HashSet::new()),
-            index_dirty: std::sync::atomic::AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            undo: Mutex::new(Undo::default()),
+            epoch: AtomicU64::new(0),
+            #[cfg(test)]
+            faults: faults::Faults::default(),
         };
         // Only a new store has written anything (its format marker); opening
         // an existing one for a query must not cost an fsync.
@@ -224,8 +320,23 @@ impl DiskStore {
                 chunk::sync_dir(parent)?;
             }
         }
-        *store.shared.get_mut().expect("not shared yet") = store.load(false)?.shared;
+        *store.shared.write() = store.load(false)?.shared;
         Ok(store)
+    }
+
+    /// The failpoint after a seal's log was created (the log exists, as
+    /// when its directory fsync fails).
+    #[allow(clippy::unnecessary_wraps)]
+    fn log_created(&self, wal: Wal) -> Result<Wal, Error> {
+        failpoint!(self, LogCreate);
+        Ok(wal)
+    }
+
+    /// Starts the writer now (a collector does this at start), so that
+    /// what a crash left is repaired, and damage reported, before the
+    /// first request rather than at it.
+    pub fn prepare_writer(&self) -> Result<(), Error> {
+        self.with_writer(|_, _| Ok(()))
     }
 
     fn chunk_dir(&self) -> PathBuf {
@@ -236,15 +347,22 @@ impl DiskStore {
         self.dir.join("wal")
     }
 
-    fn counter(&self, name: &[u8]) -> Result<u64, Error> {
+    /// The index, or an error while it is being reopened after a failure.
+    fn db(&self) -> Result<sled::Db, Error> {
         self.db
-            .get(codec::key(prefix::META, name))?
+            .read()
+            .clone()
+            .ok_or_else(|| Error::Unavailable("the index is being reopened".into()))
+    }
+
+    fn counter(&self, db: &sled::Db, name: &[u8]) -> Result<u64, Error> {
+        db.get(codec::key(prefix::META, name))?
             .map_or(Ok(0), |v| codec::decode_counter(&v))
     }
 
-    fn load_dictionary(&self, pfx: u8) -> Result<HashMap<String, u32>, Error> {
+    fn load_dictionary(&self, db: &sled::Db, pfx: u8) -> Result<HashMap<String, u32>, Error> {
         let mut map = HashMap::new();
-        for kv in self.db.scan_prefix([pfx]) {
+        for kv in db.scan_prefix([pfx]) {
             let (k, v) = kv?;
             let name = String::from_utf8(k[1..].to_vec())
                 .map_err(|_| Error::corrupt("dictionary key is not UTF-8"))?;
@@ -253,17 +371,36 @@ impl DiskStore {
         Ok(map)
     }
 
-    /// Reads what is on disk: the published chunks from the index, and the
-    /// open chunk by replaying the log; with `dictionary`, also every
-    /// person key with its id. Writes nothing.
+    /// Reads what is on disk: which files are the store ([`recovery`]), the
+    /// chunks the index lists and those it has not caught up with (from
+    /// their own headers), and the open chunk by replaying the log; with
+    /// `dictionary`, also every person key with its id. Writes nothing.
     fn load(&self, dictionary: bool) -> Result<Loaded, Error> {
-        let count = self.counter(meta::CHUNKS)? as u32;
-        let mut chunks = Vec::with_capacity(count as usize);
-        for kv in self.db.scan_prefix([prefix::CHUNK]) {
+        let db = self.db()?;
+        let index = recovery::IndexView {
+            chunks: self.counter(&db, meta::CHUNKS)? as u32,
+            wal: self.counter(&db, meta::WAL)?,
+        };
+        let disk = recovery::DiskView {
+            chunks: chunk::numbered_files(&self.chunk_dir(), "chunk")?,
+            logs: wal::list(&self.wal_dir())?,
+        };
+        let witness = !(self.index_is_new && index.chunks == 0);
+        let plan = recovery::plan(witness.then_some(index), &disk)
+            .map_err(|what| Error::Damaged(format!("{}: {what}", self.dir.display())))?;
+        let listed = index.chunks.min(plan.chunks);
+        let mut chunks = Vec::with_capacity(plan.chunks as usize);
+        for kv in db.scan_prefix([prefix::CHUNK]) {
             let (k, v) = kv?;
             let n = codec::decode_id(&k[1..])?;
-            if n as usize != chunks.len() || n >= count {
-                return Err(Error::corrupt(format!("chunk {n} out of sequence")));
+            if n >= listed {
+                break;
+            }
+            if n as usize != chunks.len() {
+                return Err(Error::Damaged(format!(
+                    "the index skips chunk {} (next listed: {n})",
+                    chunks.len()
+                )));
             }
             chunks.push(Arc::new(Chunk::new(
                 &self.chunk_dir(),
@@ -271,13 +408,44 @@ impl DiskStore {
                 ChunkHeader::decode(&v)?,
             )));
         }
-        if chunks.len() != count as usize {
-            return Err(Error::corrupt("chunks missing from the index"));
+        if chunks.len() != listed as usize {
+            return Err(Error::Damaged(format!(
+                "the index counts {} chunks but lists {}",
+                index.chunks,
+                chunks.len()
+            )));
         }
-        let mut names = self.load_dictionary(prefix::NAME)?;
-        let mut persons = self.counter(meta::NEXT_PERSON)? as u32;
-        let wal_no = self.counter(meta::WAL)?;
-        let (events, wal_valid) = wal::read(&self.wal_dir(), wal_no)?;
+        let mut names = self.load_dictionary(&db, prefix::NAME)?;
+        let mut persons = self.counter(&db, meta::NEXT_PERSON)? as u32;
+        let mut adopted_names = Vec::new();
+        for n in plan.adopt.clone() {
+            let c = Chunk::adopt(&self.chunk_dir(), n)?;
+            // Names get ids in the order events first use them, so replaying
+            // the adopted chunks' events gives their new names the ids the
+            // writer gave them; the chunk's own columns confirm it.
+            let mut rows: HashMap<u32, u32> = HashMap::new();
+            c.events(&mut |e| {
+                let id = intern(&mut names, &e.event, &mut adopted_names);
+                *rows.entry(id).or_default() += 1;
+                Ok(())
+            })?;
+            let expected: HashMap<u32, u32> =
+                c.header.names.iter().map(|s| (s.name, s.rows)).collect();
+            if rows != expected {
+                return Err(Error::Damaged(format!(
+                    "{}: its event names do not match the index's names (run `tally check --repair`)",
+                    c.path().display()
+                )));
+            }
+            let introduced = c.persons()?.len() as u32;
+            persons = persons.max(c.header.first_person + introduced);
+            chunks.push(Arc::new(c));
+        }
+        let (events, wal_valid) = if disk.logs.binary_search(&plan.wal).is_ok() {
+            wal::read(&self.wal_dir(), plan.wal)?
+        } else {
+            (Vec::new(), 0)
+        };
         // Only a log to replay needs the person dictionary (a query after a
         // clean stop or an import reads no person key at all).
         let mut published = if dictionary || !events.is_empty() {
@@ -309,15 +477,7 @@ impl DiskStore {
                     id
                 }
             };
-            let name = match names.get(&e.event) {
-                Some(&id) => id,
-                None => {
-                    let id = names.len() as u32;
-                    names.insert(e.event.clone(), id);
-                    open.new_names.push((e.event.clone(), id));
-                    id
-                }
-            };
+            let name = intern(&mut names, &e.event, &mut open.new_names);
             open.push(e, person, name);
         }
         if dictionary {
@@ -329,30 +489,94 @@ impl DiskStore {
                 open,
                 names,
                 persons,
-                wal: wal_no,
+                wal: plan.wal,
             },
             persons: published,
             wal_valid,
+            plan,
+            adopted_names,
         })
     }
 
-    /// Reloads from disk and prepares to write: cuts a torn log tail,
-    /// removes what an interrupted seal left behind, loads the person
-    /// dictionary.
+    /// Undoes what failed commits left, reloads from disk and prepares to
+    /// write: the index catches up with adopted chunks, what an
+    /// interrupted seal left is removed (or set aside), a log numbered the
+    /// old way gets the new numbering, and a torn log tail is cut.
     fn start_writer(&self) -> Result<WriterState, Error> {
+        self.undo_failures()?;
         let Loaded {
-            shared: fresh,
+            shared: mut fresh,
             persons,
             wal_valid,
+            plan,
+            adopted_names,
         } = self.load(true)?;
-        for n in wal::list(&self.wal_dir())? {
-            if n != fresh.wal {
-                remove(&wal::path(&self.wal_dir(), n))?;
-            }
+        self.check_headers(&fresh.chunks[..plan.adopt.start as usize])?;
+        let db = self.db()?;
+        let mut prefixes = HashMap::new();
+        if !plan.adopt.is_empty() {
+            let adopted = &fresh.chunks[plan.adopt.start as usize..];
+            let ids = adopted
+                .iter()
+                .map(|c| c.ids())
+                .collect::<Result<Vec<_>, _>>()?;
+            let headers: Vec<(u32, &ChunkHeader)> =
+                adopted.iter().map(|c| (c.number, &c.header)).collect();
+            let published_persons = fresh.persons - fresh.open.new_persons.len() as u32;
+            let batch = self.index_batch(
+                &db,
+                &mut prefixes,
+                &headers,
+                &ids,
+                &adopted_names,
+                Counters {
+                    chunks: plan.chunks,
+                    wal: plan.wal,
+                    persons: published_persons,
+                    names: (fresh.names.len() - fresh.open.new_names.len()) as u32,
+                },
+            )?;
+            db.apply_batch(batch)?;
+            self.flush_index()?;
+            tracing::warn!(
+                chunks = ?plan.adopt,
+                "the index had not recorded the last seal(s) (a crash or a failed write); \
+                 rebuilt it from the chunk files"
+            );
         }
-        for n in chunk::numbered_files(&self.chunk_dir(), "chunk")? {
-            if n >= fresh.chunks.len() as u64 {
-                remove(&chunk::path(&self.chunk_dir(), n as u32))?;
+        // A log numbered by seals (before the commit-point rule) is renamed
+        // to the chunk count, so that recovery never depends on the index to
+        // know which chunks it follows.
+        let legacy = plan.wal != u64::from(plan.chunks)
+            && std::fs::metadata(wal::path(&self.wal_dir(), plan.wal)).is_ok();
+        if legacy {
+            let to = u64::from(plan.chunks);
+            let from_path = wal::path(&self.wal_dir(), plan.wal);
+            std::fs::rename(&from_path, wal::path(&self.wal_dir(), to))
+                .map_err(|e| Error::io(format!("renaming {}", from_path.display()), e))?;
+            chunk::sync_dir(&self.wal_dir())?;
+            db.insert(
+                codec::key(prefix::META, meta::WAL),
+                &codec::encode_counter(to),
+            )?;
+            self.flush_index()?;
+            fresh.wal = to;
+        } else if plan.wal != self.counter(&db, meta::WAL)? {
+            db.insert(
+                codec::key(prefix::META, meta::WAL),
+                &codec::encode_counter(plan.wal),
+            )?;
+            self.flush_index()?;
+        }
+        for n in plan.stale_logs {
+            remove(&wal::path(&self.wal_dir(), n))?;
+        }
+        for n in &plan.leftover_chunks {
+            let path = chunk::path(&self.chunk_dir(), *n as u32);
+            if plan.leftovers_redundant {
+                remove(&path)?;
+            } else {
+                set_aside(&self.dir, &path)?;
             }
         }
         for n in chunk::numbered_files(&self.chunk_dir(), "chunk.tmp")? {
@@ -360,47 +584,137 @@ impl DiskStore {
         }
         let wal = Wal::open(&self.wal_dir(), fresh.wal, wal_valid)?;
         let names = fresh.names.clone();
-        *self.wal_file.lock().expect("wal lock") = Some(wal.sync_handle());
-        *self.shared.write().expect("shared lock") = fresh;
+        *self.wal_file.lock() = Some(SyncTarget {
+            number: fresh.wal,
+            file: wal.sync_handle(),
+            len: wal.len_handle(),
+            synced: Arc::new(AtomicU64::new(wal.len())),
+        });
+        *self.shared.write() = fresh;
         Ok(WriterState {
             persons,
             names,
             wal,
-            prefixes: HashMap::new(),
+            prefixes,
             id_sections: HashMap::new(),
         })
     }
 
-    /// Runs `f` with the writer, starting it if needed. A failure drops the
-    /// writer and reloads what readers see from disk: the in-memory state
-    /// may have moved ahead of what was stored, and a client's retry must
-    /// then not be counted as a duplicate.
+    /// Compares every listed chunk's header in the index with the copy at
+    /// the end of its file: a file swapped, truncated or damaged where the
+    /// index cannot see it is caught before the writer relies on it.
+    fn check_headers(&self, chunks: &[Arc<Chunk>]) -> Result<(), Error> {
+        chunks.par_iter().try_for_each(|c| {
+            let own = chunk::read_trailer(c.path())?;
+            if own != c.header {
+                return Err(Error::Damaged(format!(
+                    "{} does not match the index's header for it (run `tally check`)",
+                    c.path().display()
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    /// Before reloading after a failure: cut the log back to what was
+    /// synced, remove a log a failed seal may have created, and reopen the
+    /// index from its files.
+    fn undo_failures(&self) -> Result<(), Error> {
+        if !self.failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut undo = self.undo.lock();
+        if let Some(n) = undo.abandoned_log {
+            remove(&wal::path(&self.wal_dir(), n))?;
+            chunk::sync_dir(&self.wal_dir())?;
+            undo.abandoned_log = None;
+        }
+        if let Some((n, len)) = undo.cut {
+            wal::cut(&self.wal_dir(), n, len)?;
+            undo.cut = None;
+        }
+        drop(undo);
+        self.reopen_index()?;
+        Ok(())
+    }
+
+    fn reopen_index(&self) -> Result<(), Error> {
+        let mut slot = self.db.write();
+        if let Some(db) = slot.take() {
+            // Best effort: whatever sled could not flush, recovery rebuilds.
+            let _ = db.flush();
+            drop(db);
+        }
+        *slot = Some(open_index(&self.dir, self.cache_capacity, true)?);
+        Ok(())
+    }
+
+    /// Runs `f` with the writer, starting it if needed. After any failure
+    /// the store refuses writes until a writer has reloaded everything from
+    /// the files: the in-memory state may have moved ahead of what was
+    /// stored, and a client's retry must then not count as a duplicate.
     fn with_writer<T>(
         &self,
         f: impl FnOnce(&Self, &mut WriterState) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut guard = self.writer.lock().expect("writer lock");
-        if guard.is_none() {
-            *guard = Some(self.start_writer()?);
-        }
-        let result = f(self, guard.as_mut().expect("just started"));
-        if result.is_err() {
-            // The log handle stays: commits appended before the failure
-            // still wait for its fdatasync.
+        let mut guard = self.writer.lock();
+        if self.failed.load(Ordering::SeqCst) {
             *guard = None;
-            if let Ok(fresh) = self.load(false) {
-                *self.shared.write().expect("shared lock") = fresh.shared;
+        }
+        if guard.is_none() {
+            let started = self.start_writer();
+            match started {
+                Ok(w) => {
+                    *guard = Some(w);
+                    if self.failed.swap(false, Ordering::SeqCst) {
+                        self.epoch.fetch_add(1, Ordering::SeqCst);
+                        tracing::info!(
+                            "the store reloaded its state from disk and accepts writes again"
+                        );
+                    }
+                }
+                Err(e) => {
+                    if !self.failed.load(Ordering::SeqCst) {
+                        // A first start that fails (damage) leaves nothing to undo.
+                        return Err(e);
+                    }
+                    return Err(Error::Unavailable(format!(
+                        "recovering from an earlier failure: {e}"
+                    )));
+                }
             }
+        }
+        let w = guard.as_mut().expect("just started");
+        let result = f(self, w);
+        if result.is_err() {
+            self.fail(w.wal.number());
+            *guard = None;
         }
         result
     }
 
-    /// The id index entry under `key` (empty if none).
-    fn read_spans(&self, key: &[u8]) -> Result<IdSpans, Error> {
-        match self.db.get(key)? {
-            Some(v) => IdSpans::decode(&v),
-            None => Ok(IdSpans::default()),
+    /// Records a failure: writes are refused until a reload, which cuts
+    /// log `wal` back to what was synced. Under the `undo` lock, which
+    /// [`EventStore::sync`] holds to record a successful fsync, so a sync
+    /// either counts before the failure (and its bytes are kept) or is not
+    /// acknowledged.
+    fn fail(&self, wal: u64) {
+        let mut undo = self.undo.lock();
+        let synced = {
+            let target = self.wal_file.lock();
+            target
+                .as_ref()
+                .filter(|t| t.number == wal)
+                .map(|t| t.synced.load(Ordering::SeqCst))
+        };
+        if let Some(synced) = synced {
+            let keep = match undo.cut {
+                Some((n, len)) if n == wal => len.min(synced),
+                _ => synced,
+            };
+            undo.cut = Some((wal, keep));
         }
+        self.failed.store(true, Ordering::SeqCst);
     }
 
     /// The ids among `ids` that are in a published chunk. Candidates are
@@ -418,7 +732,7 @@ impl DiskStore {
                 if w.prefixes.len() >= PREFIXES_CACHED {
                     w.prefixes.clear();
                 }
-                let spans = self.read_spans(&key)?;
+                let spans = read_spans(&self.db()?, &key)?;
                 w.prefixes.insert(key, spans);
             }
             for n in w.prefixes[&key].candidates(id.as_bytes()) {
@@ -438,9 +752,21 @@ impl DiskStore {
                     if w.id_sections.len() >= ID_SECTIONS_CACHED {
                         w.id_sections.clear();
                     }
-                    let ids = Arc::new(chunks[n as usize].ids()?);
-                    w.id_sections.insert(n, ids.clone());
-                    ids
+                    match chunks[n as usize].ids() {
+                        Ok(ids) => {
+                            let ids = Arc::new(ids);
+                            w.id_sections.insert(n, ids.clone());
+                            ids
+                        }
+                        Err(e) => {
+                            // A lost or damaged chunk must not stop every
+                            // write of an id it held (a client re-sending
+                            // it would get 503 forever): its ids count as
+                            // absent, so a re-sent event is stored again.
+                            tracing::error!(error = %e, "a chunk's ids cannot be read; its ids are treated as not stored (run `tally check`)");
+                            continue;
+                        }
+                    }
                 }
             };
             found.extend(
@@ -460,7 +786,7 @@ impl DiskStore {
         let mut outcomes = Vec::with_capacity(events.len());
         let mut accepted = Vec::with_capacity(events.len());
         let (open_len, chunks) = {
-            let shared = self.shared.read().expect("shared lock");
+            let shared = self.shared.read();
             let chunks = shared.chunks.clone();
             let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
             let stored = self.stored(w, &chunks, &ids)?;
@@ -497,8 +823,9 @@ impl DiskStore {
         if open_len + fresh.events.len() >= self.chunk_events || w.wal.len() >= self.wal_max_bytes {
             self.seal(w, &chunks, fresh, false)?;
         } else {
+            failpoint!(self, LogAppend);
             w.wal.append(&fresh.events)?;
-            let mut shared = self.shared.write().expect("shared lock");
+            let mut shared = self.shared.write();
             shared.add(fresh);
         }
         Ok(outcomes)
@@ -506,6 +833,11 @@ impl DiskStore {
 
     /// Seals the open chunk and `fresh` into chunk files: full chunks only,
     /// the rest starting the next open chunk, unless `all`.
+    ///
+    /// The order is the crash argument: chunk files, each durable under its
+    /// final name; then the next log, holding the rest, durable with its
+    /// directory entry — the commit point ([`recovery`]); then the index;
+    /// only once the index is flushed is the old log deleted.
     fn seal(
         &self,
         w: &mut WriterState,
@@ -513,7 +845,7 @@ impl DiskStore {
         fresh: Fresh,
         all: bool,
     ) -> Result<(), Error> {
-        let shared = self.shared.read().expect("shared lock");
+        let shared = self.shared.read();
         let open = &shared.open;
         let events: Vec<&Event> = open.events.iter().chain(&fresh.events).collect();
         let interned: Vec<(u32, u32)> = open
@@ -526,6 +858,7 @@ impl DiskStore {
         if !all && w.wal.len() < self.wal_max_bytes {
             sealed_len -= events.len() % self.chunk_events;
         }
+        assert!(sealed_len > 0, "a seal writes at least one chunk");
         // Every person given an id so far (those of the rest too) goes
         // into the last new chunk: the dictionary is the chunks' persons
         // in order.
@@ -549,6 +882,7 @@ impl DiskStore {
         let mut sorted_ids = Vec::new();
         let starts: Vec<usize> = (0..sealed_len).step_by(self.chunk_events).collect();
         for (i, &start) in starts.iter().enumerate() {
+            failpoint!(self, ChunkWrite);
             let end = (start + self.chunk_events).min(sealed_len);
             let last = i + 1 == starts.len();
             let (header, ids) = chunk::write(
@@ -561,76 +895,61 @@ impl DiskStore {
                     next_person: published_persons,
                 },
             )?;
-            headers.push(header);
+            headers.push((first + i as u32, header));
             sorted_ids.push(ids);
         }
         chunk::sync_dir(&self.chunk_dir())?;
-        // The rest is always part of `fresh` (the open chunk was shorter
-        // than a chunk), so it was never logged: it starts the next log.
-        let rest_from = sealed_len - open.events.len();
-        let next_wal = shared.wal + 1;
-        let new_wal = Wal::create(&self.wal_dir(), next_wal, &fresh.events[rest_from..])?;
-
-        // Then one atomic batch publishes all of it.
-        let mut batch = sled::Batch::default();
-        for (i, (h, ids)) in headers.iter().zip(&sorted_ids).enumerate() {
-            let n = first + i as u32;
-            batch.insert(&codec::chunk_key(n), h.encode());
-            for group in ids.chunk_by(|a, b| a[..codec::ID_PREFIX] == b[..codec::ID_PREFIX]) {
-                let key = codec::id_key(&Uuid::from_bytes(group[0]));
-                let mut spans = match w.prefixes.remove(&key) {
-                    Some(l) => l,
-                    None => self.read_spans(&key)?,
-                };
-                spans.0.push(IdSpan {
-                    chunk: n,
-                    lo: codec::id_probe(&group[0]),
-                    hi: codec::id_probe(group.last().expect("groups are not empty")),
-                });
-                batch.insert(&key, spans.encode());
-                w.prefixes.insert(key, spans);
+        // The commit point: the next log, numbered by the chunk count, with
+        // the events that did not fill a chunk (those of the open chunk too
+        // when `chunk_events` was lowered since they were logged).
+        let next_wal = u64::from(first) + headers.len() as u64;
+        let rest: Vec<Event> = events[sealed_len..].iter().map(|e| (*e).clone()).collect();
+        let rest_interned = interned[sealed_len..].to_vec();
+        let created = Wal::create(&self.wal_dir(), next_wal, &rest);
+        let created = created.and_then(|wal| self.log_created(wal));
+        let new_wal = match created {
+            Ok(wal) => wal,
+            Err(e) => {
+                // Not committed: removing the log undoes the seal, and the
+                // old log still holds every acknowledged event.
+                self.undo.lock().abandoned_log = Some(next_wal);
+                return Err(e);
             }
-        }
-        let mut names = shared.names.len() as u32;
-        for (key, id) in open.new_names.iter().chain(&fresh.names) {
-            batch.insert(
-                codec::key(prefix::NAME, key.as_bytes()),
-                &codec::encode_id(*id),
-            );
-            names = names.max(id + 1);
-        }
-        for (name, value) in [
-            (meta::CHUNKS, u64::from(first) + headers.len() as u64),
-            (meta::WAL, next_wal),
-            (meta::NEXT_PERSON, u64::from(persons)),
-            (meta::NEXT_NAME, u64::from(names)),
-        ] {
-            batch.insert(
-                codec::key(prefix::META, name),
-                &codec::encode_counter(value),
-            );
-        }
-        self.index_dirty
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.db.apply_batch(batch)?;
+        };
+
+        // Then the index.
+        let header_refs: Vec<(u32, &ChunkHeader)> = headers.iter().map(|(n, h)| (*n, h)).collect();
+        let new_names: Vec<(String, u32)> =
+            open.new_names.iter().chain(&fresh.names).cloned().collect();
+        let db = self.db()?;
+        let batch = self.index_batch(
+            &db,
+            &mut w.prefixes,
+            &header_refs,
+            &sorted_ids,
+            &new_names,
+            Counters {
+                chunks: first + headers.len() as u32,
+                wal: next_wal,
+                persons,
+                names: (shared.names.len() + fresh.names.len()) as u32,
+            },
+        )?;
+        failpoint!(self, IndexApply);
+        db.apply_batch(batch)?;
         self.flush_index()?;
-        self.index_dirty
-            .store(false, std::sync::atomic::Ordering::SeqCst);
         let old_wal = shared.wal;
         drop(shared);
 
         // Published: switch readers over, then drop the old log.
-        let mut shared = self.shared.write().expect("shared lock");
-        let rest_events: Vec<Event> = fresh.events[rest_from..].to_vec();
-        let rest_interned = &fresh.interned[rest_from..];
+        let mut shared = self.shared.write();
         shared.chunks.extend(
             headers
                 .into_iter()
-                .enumerate()
-                .map(|(i, h)| Arc::new(Chunk::new(&self.chunk_dir(), first + i as u32, h))),
+                .map(|(n, h)| Arc::new(Chunk::new(&self.chunk_dir(), n, h))),
         );
         shared.open = OpenChunk::default();
-        for (e, &(person, name)) in rest_events.into_iter().zip(rest_interned) {
+        for (e, (person, name)) in rest.into_iter().zip(rest_interned) {
             shared.open.push(e, person, name);
         }
         for (key, id) in fresh.names {
@@ -639,17 +958,75 @@ impl DiskStore {
         shared.persons = persons;
         shared.wal = next_wal;
         drop(shared);
-        *self.wal_file.lock().expect("wal lock") = Some(new_wal.sync_handle());
+        *self.wal_file.lock() = Some(SyncTarget {
+            number: next_wal,
+            file: new_wal.sync_handle(),
+            len: new_wal.len_handle(),
+            synced: Arc::new(AtomicU64::new(new_wal.len())),
+        });
         w.wal = new_wal;
         remove(&wal::path(&self.wal_dir(), old_wal))?;
         Ok(())
+    }
+
+    /// One sled batch that publishes chunks: their headers, their ids in
+    /// the id index (entries read through `prefixes`, the writer's cache),
+    /// new names and the counters.
+    fn index_batch(
+        &self,
+        db: &sled::Db,
+        prefixes: &mut HashMap<[u8; 1 + codec::ID_PREFIX], IdSpans>,
+        headers: &[(u32, &ChunkHeader)],
+        sorted_ids: &[Vec<[u8; 16]>],
+        new_names: &[(String, u32)],
+        counters: Counters,
+    ) -> Result<sled::Batch, Error> {
+        let mut batch = sled::Batch::default();
+        for ((n, h), ids) in headers.iter().zip(sorted_ids) {
+            batch.insert(&codec::chunk_key(*n), h.encode());
+            for group in ids.chunk_by(|a, b| a[..codec::ID_PREFIX] == b[..codec::ID_PREFIX]) {
+                let key = codec::id_key(&Uuid::from_bytes(group[0]));
+                let mut spans = match prefixes.remove(&key) {
+                    Some(l) => l,
+                    None => read_spans(db, &key)?,
+                };
+                // A rebuild may meet a chunk the entry already lists.
+                spans.0.retain(|s| s.chunk != *n);
+                spans.0.push(IdSpan {
+                    chunk: *n,
+                    lo: codec::id_probe(&group[0]),
+                    hi: codec::id_probe(group.last().expect("groups are not empty")),
+                });
+                batch.insert(&key, spans.encode());
+                prefixes.insert(key, spans);
+            }
+        }
+        for (key, id) in new_names {
+            batch.insert(
+                codec::key(prefix::NAME, key.as_bytes()),
+                &codec::encode_id(*id),
+            );
+        }
+        for (name, value) in [
+            (meta::CHUNKS, u64::from(counters.chunks)),
+            (meta::WAL, counters.wal),
+            (meta::NEXT_PERSON, u64::from(counters.persons)),
+            (meta::NEXT_NAME, u64::from(counters.names)),
+        ] {
+            batch.insert(
+                codec::key(prefix::META, name),
+                &codec::encode_counter(value),
+            );
+        }
+        Ok(batch)
     }
 
     /// Flushes sled and fsyncs its files: sled 0.34 only uses
     /// `sync_file_range`, which does not flush the device's write cache
     /// (sled issue #1452), and writes blobs without any sync at all.
     fn flush_index(&self) -> Result<(), Error> {
-        self.db.flush()?;
+        failpoint!(self, IndexFlush);
+        self.db()?.flush()?;
         let index = self.dir.join("index");
         let sync = |path: &Path| {
             File::open(path)
@@ -659,7 +1036,7 @@ impl DiskStore {
         sync(&index.join("db"))?;
         let blobs = index.join("blobs");
         if let Ok(entries) = std::fs::read_dir(&blobs) {
-            let mut synced = self.synced_blobs.lock().expect("blob set lock");
+            let mut synced = self.synced_blobs.lock();
             let mut new_files = false;
             let mut present = HashSet::new();
             for entry in entries.flatten() {
@@ -752,6 +1129,73 @@ fn intern(map: &mut HashMap<String, u32>, key: &str, new: &mut Vec<(String, u32)
     id
 }
 
+/// The counters a seal or an adoption publishes.
+struct Counters {
+    chunks: u32,
+    wal: u64,
+    persons: u32,
+    names: u32,
+}
+
+/// The id index entry under `key` (empty if none).
+fn read_spans(db: &sled::Db, key: &[u8]) -> Result<IdSpans, Error> {
+    match db.get(key)? {
+        Some(v) => IdSpans::decode(&v),
+        None => Ok(IdSpans::default()),
+    }
+}
+
+/// Opens the sled index of the store in `dir`. Right after another handle
+/// of this process was dropped, sled's background I/O can hold its file
+/// lock for a moment: that is waited out, another process's lock is not.
+fn open_index(dir: &Path, cache_capacity: u64, wait: bool) -> Result<sled::Db, Error> {
+    let mut waited = 0;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir.join("index"))
+            .cache_capacity(cache_capacity)
+            // Durability comes from our own flush + fsync at each seal.
+            .flush_every_ms(None)
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                if !wait || waited >= 40 {
+                    return Err(Error::Locked {
+                        path: dir.parent().unwrap_or(dir).to_path_buf(),
+                    });
+                }
+                waited += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(other) => {
+                return Err(Error::Damaged(format!(
+                    "the index {} cannot be opened: {other} (run `tally check --repair` to \
+                     rebuild it from the chunk files)",
+                    dir.join("index").display()
+                )));
+            }
+        }
+    }
+}
+
+/// Moves a file the store no longer uses, but that could hold data, to
+/// `DIR/orphans/` rather than deleting it.
+fn set_aside(dir: &Path, path: &Path) -> Result<(), Error> {
+    let orphans = dir.join("orphans");
+    std::fs::create_dir_all(&orphans)
+        .map_err(|e| Error::io(format!("creating {}", orphans.display()), e))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let to = orphans.join(format!("{name}.{stamp}"));
+    std::fs::rename(path, &to).map_err(|e| Error::io(format!("moving {}", path.display()), e))?;
+    tracing::warn!(from = %path.display(), to = %to.display(), "set aside a chunk file of a seal that did not complete");
+    chunk::sync_dir(&orphans)?;
+    chunk::sync_dir(path.parent().unwrap_or(dir))
+}
+
 fn remove(path: &Path) -> Result<(), Error> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -767,33 +1211,47 @@ impl EventStore for DiskStore {
     }
 
     fn sync(&self) -> Result<(), Error> {
-        if self.index_dirty.load(std::sync::atomic::Ordering::SeqCst) {
-            self.flush_index()?;
-            self.index_dirty
-                .store(false, std::sync::atomic::Ordering::SeqCst);
+        let refused =
+            || Error::Unavailable("an earlier write failed; the store is reloading".into());
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(refused());
         }
-        let file = self.wal_file.lock().expect("wal lock").clone();
-        match file {
-            Some(f) => f
-                .sync_data()
-                .map_err(|e| Error::io("fsync of the write-ahead log", e)),
-            None => Ok(()),
+        let Some(target) = self.wal_file.lock().clone() else {
+            return Ok(());
+        };
+        let len = target.len.load(Ordering::SeqCst);
+        #[cfg(test)]
+        let synced = self
+            .faults
+            .check(faults::Point::LogSync)
+            .and_then(|()| target.file.sync_data());
+        #[cfg(not(test))]
+        let synced = target.file.sync_data();
+        if let Err(e) = synced {
+            self.fail(target.number);
+            return Err(Error::io(
+                format!("fsync of the write-ahead log wal/{:08}.wal", target.number),
+                e,
+            ));
         }
+        let _undo = self.undo.lock();
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(refused());
+        }
+        target.synced.fetch_max(len, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     fn close(&self) -> Result<(), Error> {
-        if self
-            .shared
-            .read()
-            .expect("shared lock")
-            .open
-            .events
-            .is_empty()
-        {
+        if self.shared.read().open.events.is_empty() {
             return Ok(());
         }
         self.with_writer(|s, w| {
-            let chunks = s.shared.read().expect("shared lock").chunks.clone();
+            let chunks = s.shared.read().chunks.clone();
             s.seal(w, &chunks, Fresh::default(), true)
         })
     }
@@ -807,7 +1265,7 @@ impl EventStore for DiskStore {
         // One snapshot of both, so a seal running meanwhile (which moves
         // the open events into a chunk) can neither hide nor double them.
         let (chunks, open) = {
-            let shared = self.shared.read().expect("shared lock");
+            let shared = self.shared.read();
             (shared.chunks.clone(), shared.open.events.clone())
         };
         for c in chunks {
@@ -832,18 +1290,18 @@ impl EventStore for DiskStore {
 
 impl Source for DiskStore {
     fn name_id(&self, name: &str) -> Option<NameId> {
-        self.shared.read().ok()?.names.get(name).copied()
+        self.shared.read().names.get(name).copied()
     }
 
     fn person_count(&self) -> usize {
-        self.shared.read().map_or(0, |s| s.persons as usize)
+        self.shared.read().persons as usize
     }
 
     fn scan(&self, scan: &Scan<'_>) -> Result<Vec<Rows>, QueryError> {
         let wanted = |name: u32| scan.names.is_none_or(|n| n.contains(&name));
         let overlaps = |min: i64, max: i64| max >= scan.from && min < scan.to;
         let (chunks, mut out) = {
-            let shared = self.shared.read().expect("shared lock");
+            let shared = self.shared.read();
             let open: Vec<Rows> = shared
                 .open
                 .columns
@@ -1142,7 +1600,7 @@ mod tests {
             let out = store.append(evs(part)).unwrap();
             assert!(out.iter().all(|o| *o == Outcome::Accepted));
         }
-        assert!(store.shared.read().unwrap().chunks.len() >= 17);
+        assert!(store.shared.read().chunks.len() >= 17);
         // Every stored id is a duplicate; new ids between and beside them are not.
         let out = store.append(evs(&ids)).unwrap();
         assert!(out.iter().all(|o| *o == Outcome::Duplicate));
@@ -1225,7 +1683,7 @@ mod tests {
             e.properties = Some(format!(r#"{{"pad":"{}"}}"#, "x".repeat(100)));
             store.append(vec![e]).unwrap();
         }
-        let chunks = store.shared.read().unwrap().chunks.len();
+        let chunks = store.shared.read().chunks.len();
         assert!(chunks >= 2, "{chunks} chunks");
         let log = dir.path().join("wal").join(&files(dir.path(), "wal")[0]);
         assert!(std::fs::metadata(log).unwrap().len() < 2_000 + 400);
@@ -1352,12 +1810,12 @@ mod tests {
             store.append((0..150).map(nth).collect()).unwrap();
             store.sync().unwrap();
         }
-        // What a seal leaves when it dies before publishing: a chunk file
-        // the index does not know, a temporary file and the next log.
+        // What a seal leaves when it dies before its commit point (the
+        // next log): a chunk file the index does not know and a temporary
+        // file. The index names log 1, the newest: the chunk is redundant.
         let chunks = dir.path().join("chunks");
         std::fs::copy(chunks.join("00000000.chunk"), chunks.join("00000001.chunk")).unwrap();
         std::fs::write(chunks.join("00000002.chunk.tmp"), b"partial").unwrap();
-        std::fs::write(dir.path().join("wal").join("00000009.wal"), b"junk").unwrap();
 
         let store = open(dir.path(), &options());
         assert_eq!(all_events(&store).len(), 150);
@@ -1365,6 +1823,312 @@ mod tests {
         assert_eq!(files(dir.path(), "chunks"), vec!["00000000.chunk"]);
         assert_eq!(files(dir.path(), "wal"), vec!["00000001.wal"]);
         assert_eq!(all_events(&store), (0..151).map(nth).collect::<Vec<_>>());
+    }
+
+    /// Appends `events` and syncs, as one acknowledged commit.
+    fn commit(store: &DiskStore, events: Vec<Event>) -> Result<Vec<Outcome>, Error> {
+        let out = store.append(events)?;
+        store.sync()?;
+        Ok(out)
+    }
+
+    fn ids(events: &[Event]) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Issue 16.1: a failed index flush at a seal (a full disk) lost the
+    /// open chunk's acknowledged events, because the store trusted sled's
+    /// memory, deleted the old log and later deleted the chunk as
+    /// unreferenced. Every failure point of a seal, once: what was
+    /// acknowledged survives, writes come back without a restart, and a
+    /// retry of what failed is stored (never a duplicate).
+    #[test]
+    fn a_failed_seal_at_any_step_loses_nothing_acknowledged_and_recovers() {
+        use faults::Point::*;
+        for point in [ChunkWrite, LogCreate, IndexApply, IndexFlush] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = StoreOptions {
+                chunk_events: 50,
+                ..StoreOptions::default()
+            };
+            let mut acked = Vec::new();
+            {
+                let store = open(dir.path(), &options);
+                let mut next = 0u128;
+                // 2 full chunks, then 40 events in the open chunk.
+                for _ in 0..7 {
+                    let batch: Vec<Event> = (next..next + 20).map(nth).collect();
+                    next += 20;
+                    commit(&store, batch.clone()).unwrap();
+                    acked.extend(batch);
+                }
+                store.faults.fail_next(point, 1);
+                let failing: Vec<Event> = (next..next + 20).map(nth).collect();
+                next += 20;
+                assert!(commit(&store, failing.clone()).is_err(), "{point:?}");
+                // Back without a restart; the retry is new, not a duplicate,
+                // unless the seal had already made it durable (its files
+                // were fsync'd before the index write that failed).
+                let retry = commit(&store, failing.clone()).unwrap();
+                let durable_before = matches!(point, IndexApply | IndexFlush);
+                let expected = if durable_before {
+                    Outcome::Duplicate
+                } else {
+                    Outcome::Accepted
+                };
+                assert!(retry.iter().all(|o| *o == expected), "{point:?}: {retry:?}");
+                acked.extend(failing);
+                let more: Vec<Event> = (next..next + 30).map(nth).collect();
+                commit(&store, more.clone()).unwrap();
+                acked.extend(more);
+                assert_eq!(ids(&all_events(&store)), ids(&acked), "{point:?}");
+            }
+            let store = open(dir.path(), &options);
+            assert_eq!(
+                ids(&all_events(&store)),
+                ids(&acked),
+                "{point:?} after reopening"
+            );
+            store.append(vec![nth(10_000)]).unwrap();
+            assert_eq!(all_events(&store).len(), acked.len() + 1, "{point:?}");
+        }
+    }
+
+    /// A failed fsync of the log: the commit gets an error, writes are
+    /// refused until the store reloads, the events that were never synced
+    /// are cut, and the client's retry is stored (not a duplicate).
+    #[test]
+    fn a_failed_log_sync_is_not_acknowledged_and_its_retry_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), &options());
+        commit(&store, (0..10).map(nth).collect()).unwrap();
+        let epoch = store.epoch();
+        store.append((10..20).map(nth).collect()).unwrap();
+        store.faults.fail_next(faults::Point::LogSync, 1);
+        assert!(store.sync().is_err());
+        // Still failed: no later sync may acknowledge anything.
+        assert!(store.sync().is_err());
+        let retry = commit(&store, (10..20).map(nth).collect()).unwrap();
+        assert!(retry.iter().all(|o| *o == Outcome::Accepted), "{retry:?}");
+        assert_ne!(store.epoch(), epoch);
+        drop(store);
+        let store = open(dir.path(), &options());
+        assert_eq!(all_events(&store), (0..20).map(nth).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_failed_log_append_is_retried_as_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), &options());
+        commit(&store, (0..10).map(nth).collect()).unwrap();
+        store.faults.fail_next(faults::Point::LogAppend, 1);
+        assert!(store.append((10..20).map(nth).collect()).is_err());
+        let retry = commit(&store, (10..20).map(nth).collect()).unwrap();
+        assert!(retry.iter().all(|o| *o == Outcome::Accepted));
+        drop(store);
+        let store = open(dir.path(), &options());
+        assert_eq!(all_events(&store), (0..20).map(nth).collect::<Vec<_>>());
+    }
+
+    /// Issue 16.2: an index rolled back (damage, or a copy of an older one)
+    /// must neither hide chunks nor let the next write delete them.
+    #[test]
+    fn an_index_rolled_back_is_caught_up_from_the_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_index = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path(), &options());
+            commit(&store, (0..150).map(nth).collect()).unwrap();
+            drop(store);
+            copy_dir(&dir.path().join("index"), old_index.path());
+            let store = open(dir.path(), &options());
+            commit(&store, (150..420).map(nth).collect()).unwrap();
+        }
+        let index = dir.path().join("index");
+        std::fs::remove_dir_all(&index).unwrap();
+        copy_dir(old_index.path(), &index);
+        let store = open(dir.path(), &options());
+        assert_eq!(all_events(&store), (0..420).map(nth).collect::<Vec<_>>());
+        // Old ids are still duplicates; nothing is deleted.
+        let again = commit(&store, (100..110).map(nth).collect()).unwrap();
+        assert!(again.iter().all(|o| *o == Outcome::Duplicate));
+        assert_eq!(files(dir.path(), "chunks").len(), 4);
+        drop(store);
+        let store = open(dir.path(), &options());
+        assert_eq!(all_events(&store).len(), 420);
+    }
+
+    /// A deleted index is rebuilt from the chunk files (names, persons,
+    /// ids) with the same answers.
+    #[test]
+    fn a_deleted_index_is_rebuilt_from_the_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path(), &options());
+            commit(&store, (0..333).map(nth).collect()).unwrap();
+        }
+        std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+        let store = open(dir.path(), &options());
+        assert_eq!(all_events(&store), (0..333).map(nth).collect::<Vec<_>>());
+        for (name, n) in [("a", 111), ("b", 111), ("c", 111)] {
+            assert_eq!(row_count(&store, name), n, "{name}");
+        }
+        assert_eq!(store.person_count(), 13);
+        let again = commit(&store, (0..5).map(nth).collect()).unwrap();
+        assert!(again.iter().all(|o| *o == Outcome::Duplicate));
+        commit(&store, vec![nth(333)]).unwrap();
+        assert_eq!(store.person_count(), 13);
+    }
+
+    /// A byte flipped anywhere in sled's file: the store either catches up
+    /// from the chunks or refuses to open, naming the index; it never
+    /// answers with fewer events.
+    #[test]
+    fn a_damaged_index_file_never_gives_silently_wrong_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path(), &options());
+            commit(&store, (0..1000).map(nth).collect()).unwrap();
+        }
+        let db = dir.path().join("index").join("db");
+        let pristine = std::fs::read(&db).unwrap();
+        for at in (0..pristine.len()).step_by(pristine.len() / 23 + 1) {
+            let mut bytes = pristine.clone();
+            bytes[at] ^= 0x5a;
+            std::fs::write(&db, &bytes).unwrap();
+            match DiskStore::open(dir.path(), &options()) {
+                Ok(store) => {
+                    let n = store_events(&store);
+                    assert!(
+                        matches!(n, Ok(1000))
+                            || matches!(n, Err(Error::Damaged(_) | Error::Corrupt(_))),
+                        "byte {at}: {n:?}"
+                    );
+                }
+                Err(e) => assert!(
+                    matches!(e, Error::Damaged(_) | Error::Corrupt(_) | Error::Sled(_)),
+                    "byte {at}: {e}"
+                ),
+            }
+            std::fs::write(&db, &pristine).unwrap();
+        }
+        assert_eq!(files(dir.path(), "chunks").len(), 10);
+    }
+
+    fn store_events(store: &DiskStore) -> Result<usize, Error> {
+        let mut n = 0;
+        store.scan_events(i64::MIN, i64::MAX, &mut |_| {
+            n += 1;
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    /// Issue 16.3: a damaged record in the middle of the log is damage,
+    /// not a torn tail: refused with the file and offset, the file kept.
+    #[test]
+    fn a_damaged_log_record_in_the_middle_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path(), &options());
+            for i in 0..3 {
+                commit(&store, (i * 10..i * 10 + 10).map(nth).collect()).unwrap();
+            }
+        }
+        let log = dir.path().join("wal").join("00000000.wal");
+        let mut bytes = std::fs::read(&log).unwrap();
+        // The second record starts after the first one's header and payload.
+        let record = 8 + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        bytes[record + 20] ^= 1;
+        std::fs::write(&log, &bytes).unwrap();
+        let err = DiskStore::open(dir.path(), &options())
+            .err()
+            .expect("refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("00000000.wal") && msg.contains(&format!("byte {record}")),
+            "{msg}"
+        );
+        assert_eq!(
+            std::fs::read(&log).unwrap(),
+            bytes,
+            "the log is kept as it was"
+        );
+    }
+
+    #[test]
+    fn a_deleted_log_is_refused_not_read_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path(), &options());
+            commit(&store, (0..150).map(nth).collect()).unwrap();
+        }
+        std::fs::remove_file(dir.path().join("wal").join("00000001.wal")).unwrap();
+        let err = DiskStore::open(dir.path(), &options())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("00000001.wal is missing"), "{err}");
+    }
+
+    /// Issue 16.4: lowering `chunk_events` below the open chunk's size
+    /// after a crash made the next seal underflow (a panic).
+    #[test]
+    fn lowering_chunk_events_after_a_crash_seals_what_was_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = StoreOptions {
+            chunk_events: 1000,
+            ..StoreOptions::default()
+        };
+        {
+            let store = open(dir.path(), &big);
+            commit(&store, (0..500).map(nth).collect()).unwrap();
+            // Dropped without `close`: the events stay in the log.
+        }
+        let small = StoreOptions {
+            chunk_events: 300,
+            ..StoreOptions::default()
+        };
+        let store = open(dir.path(), &small);
+        commit(&store, vec![nth(500)]).unwrap();
+        assert_eq!(all_events(&store), (0..501).map(nth).collect::<Vec<_>>());
+        drop(store);
+        let store = open(dir.path(), &small);
+        assert_eq!(all_events(&store), (0..501).map(nth).collect::<Vec<_>>());
+        commit(&store, (501..900).map(nth).collect()).unwrap();
+        assert_eq!(all_events(&store).len(), 900);
+    }
+
+    /// Issue 16.5: the ids of a chunk that is lost while the store runs
+    /// can be written again (rather than 503 forever), and a reopened
+    /// store refuses to start, naming the missing file.
+    #[test]
+    fn ids_of_a_lost_chunk_can_be_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), &options());
+        commit(&store, (0..250).map(nth).collect()).unwrap();
+        std::fs::remove_file(dir.path().join("chunks").join("00000001.chunk")).unwrap();
+        let again = commit(&store, (150..160).map(nth).collect()).unwrap();
+        assert!(again.iter().all(|o| *o == Outcome::Accepted), "{again:?}");
+        drop(store);
+        let err = DiskStore::open(dir.path(), &options())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("chunks/00000001.chunk"), "{err}");
     }
 
     #[test]
@@ -1378,7 +2142,7 @@ mod tests {
         let pristine = std::fs::read(&path).unwrap();
         let header = {
             let store = open(dir.path(), &options());
-            store.shared.read().unwrap().chunks[0].header.clone()
+            store.shared.read().chunks[0].header.clone()
         };
         let mut sections = vec![header.ids];
         sections.extend(header.events_sections.iter().map(|s| s.section));

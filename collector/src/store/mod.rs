@@ -6,6 +6,7 @@
 pub mod chunk;
 pub mod codec;
 pub mod disk;
+pub mod recovery;
 pub mod wal;
 pub mod writer;
 
@@ -35,6 +36,14 @@ pub trait EventStore: Source + Send + Sync + 'static {
 
     /// Makes everything appended so far durable on disk (fsync'd).
     fn sync(&self) -> Result<(), Error>;
+
+    /// Changes whenever the store has reloaded its state after a failure:
+    /// a commit appended in an earlier epoch must not be acknowledged, even
+    /// if a later [`EventStore::sync`] succeeds (its bytes may have been
+    /// cut from the log).
+    fn epoch(&self) -> u64 {
+        0
+    }
 
     /// Puts everything appended into its final, compact form before the
     /// process exits (a clean shutdown, the end of an import). Appending

@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tally_event::Event;
 
@@ -26,24 +27,44 @@ pub fn list(dir: &Path) -> Result<Vec<u64>, Error> {
 }
 
 /// Reads log `n`: the events of its intact records and the length of the
-/// valid prefix. A missing file is an empty log.
+/// valid prefix (a torn last record is not part of it). A missing log, or
+/// damage before its last record, is an error naming the file: the
+/// recovery plan only reads logs that exist, so neither may pass as empty.
 pub fn read(dir: &Path, n: u64) -> Result<(Vec<Event>, u64), Error> {
     let p = path(dir, n);
-    match std::fs::read(&p) {
-        Ok(bytes) => {
-            let (events, valid) = codec::decode_wal(&bytes)?;
-            Ok((events, valid as u64))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), 0)),
-        Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
+    let bytes = std::fs::read(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+    let (events, valid) = codec::decode_wal(&bytes).map_err(|e| match e {
+        Error::Corrupt(msg) => Error::corrupt(format!("{}: {msg}", p.display())),
+        other => other,
+    })?;
+    Ok((events, valid as u64))
+}
+
+/// Cuts log `n` back to its first `len` bytes, durably: after a failure,
+/// what was appended but never synced belongs to commits that got an
+/// error. A missing log or a shorter one is left as it is.
+pub fn cut(dir: &Path, n: u64, len: u64) -> Result<(), Error> {
+    let p = path(dir, n);
+    let io = |e| Error::io(format!("cutting {}", p.display()), e);
+    let file = match OpenOptions::new().write(true).open(&p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    if file.metadata().map_err(io)?.len() > len {
+        file.set_len(len).map_err(io)?;
+        file.sync_all().map_err(io)?;
     }
+    Ok(())
 }
 
 /// An open log file being appended to.
 pub struct Wal {
+    number: u64,
     file: Arc<File>,
-    /// Bytes in the file (all of them intact records).
-    len: u64,
+    /// Bytes in the file (all of them intact records); shared with the
+    /// sync thread, which records how much an fdatasync covered.
+    len: Arc<AtomicU64>,
 }
 
 impl Wal {
@@ -65,8 +86,9 @@ impl Wal {
         file.sync_all().map_err(io)?;
         super::chunk::sync_dir(dir)?;
         Ok(Wal {
+            number: n,
             file: Arc::new(file),
-            len: valid,
+            len: Arc::new(AtomicU64::new(valid)),
         })
     }
 
@@ -90,31 +112,50 @@ impl Wal {
         file.sync_all().map_err(io)?;
         super::chunk::sync_dir(dir)?;
         Ok(Wal {
+            number: n,
             file: Arc::new(file),
-            len,
+            len: Arc::new(AtomicU64::new(len)),
         })
     }
 
     /// Appends one record; durable after [`Wal::sync_handle`]'s `sync_data`.
     pub fn append(&mut self, events: &[Event]) -> Result<(), Error> {
         let record = codec::encode_wal_record(events);
+        let len = self.len();
         if let Err(e) = (&*self.file).write_all(&record) {
-            // A partial record would hide every later one from recovery.
-            let _ = self.file.set_len(self.len);
-            return Err(Error::io("appending to the write-ahead log", e));
+            // A partial record would hide every later one from recovery
+            // (if this fails too, the reload after the failure cuts it).
+            let _ = self.file.set_len(len);
+            return Err(Error::io(
+                format!(
+                    "appending to the write-ahead log wal/{:08}.wal",
+                    self.number
+                ),
+                e,
+            ));
         }
-        self.len += record.len() as u64;
+        self.len.store(len + record.len() as u64, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The log's number.
+    pub fn number(&self) -> u64 {
+        self.number
     }
 
     /// Bytes in the log.
     pub fn len(&self) -> u64 {
-        self.len
+        self.len.load(Ordering::SeqCst)
     }
 
     /// True when the log holds no record.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// The shared length, for the sync thread.
+    pub fn len_handle(&self) -> Arc<AtomicU64> {
+        self.len.clone()
     }
 
     /// A handle the sync thread can `fdatasync` while the writer appends.

@@ -42,15 +42,45 @@ enum Msg {
 /// [`Writer::shutdown`] drains and syncs what was queued.
 pub struct Writer {
     tx: mpsc::Sender<Msg>,
-    healthy: Arc<AtomicBool>,
+    health: Arc<Health>,
     threads: Vec<JoinHandle<()>>,
+    /// Fires once when a writer thread has died.
+    died: Option<oneshot::Receiver<()>>,
 }
 
 /// A cheap handle for submitting events.
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Msg>,
-    healthy: Arc<AtomicBool>,
+    health: Arc<Health>,
+}
+
+/// What `/healthz` reports.
+#[derive(Default)]
+struct Health {
+    /// False after a failed append or sync, until a commit succeeds again.
+    writable: AtomicBool,
+    /// Set for good when a writer thread panicked: no write can succeed.
+    dead: AtomicBool,
+}
+
+/// Marks the writer dead if its thread unwinds (a panic), so `/healthz`
+/// fails and the collector exits instead of answering 503 forever.
+struct DeathWatch {
+    health: Arc<Health>,
+    died: Arc<parking_lot::Mutex<Option<oneshot::Sender<()>>>>,
+}
+
+impl Drop for DeathWatch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.health.dead.store(true, Ordering::SeqCst);
+            self.health.writable.store(false, Ordering::SeqCst);
+            if let Some(tx) = self.died.lock().take() {
+                let _ = tx.send(());
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -58,26 +88,42 @@ impl Writer {
     pub fn start(store: Arc<dyn EventStore>) -> Self {
         let (tx, rx) = mpsc::channel::<Msg>(QUEUE_REQUESTS);
         let (sync_tx, sync_rx) = std::sync::mpsc::channel::<Pending>();
-        let healthy = Arc::new(AtomicBool::new(true));
+        let health = Arc::new(Health::default());
+        health.writable.store(true, Ordering::SeqCst);
+        let (died_tx, died) = oneshot::channel();
+        let died_tx = Arc::new(parking_lot::Mutex::new(Some(died_tx)));
+        let watch = |health: &Arc<Health>| DeathWatch {
+            health: health.clone(),
+            died: died_tx.clone(),
+        };
         let append = {
             let store = store.clone();
-            let healthy = healthy.clone();
+            let watch = watch(&health);
             std::thread::Builder::new()
                 .name("tally-append".into())
-                .spawn(move || append_loop(&*store, rx, sync_tx, &healthy))
+                .spawn(move || {
+                    let health = watch.health.clone();
+                    append_loop(&*store, rx, sync_tx, &health.writable);
+                    drop(watch);
+                })
                 .expect("spawn append thread")
         };
         let sync = {
-            let healthy = healthy.clone();
+            let watch = watch(&health);
             std::thread::Builder::new()
                 .name("tally-sync".into())
-                .spawn(move || sync_loop(&*store, sync_rx, &healthy))
+                .spawn(move || {
+                    let health = watch.health.clone();
+                    sync_loop(&*store, sync_rx, &health.writable);
+                    drop(watch);
+                })
                 .expect("spawn sync thread")
         };
         Writer {
             tx,
-            healthy,
+            health,
             threads: vec![append, sync],
+            died: Some(died),
         }
     }
 
@@ -85,8 +131,27 @@ impl Writer {
     pub fn handle(&self) -> WriterHandle {
         WriterHandle {
             tx: self.tx.clone(),
-            healthy: self.healthy.clone(),
+            health: self.health.clone(),
         }
+    }
+
+    /// Resolves when a writer thread has died (a panic); never otherwise.
+    pub fn died(&mut self) -> impl std::future::Future<Output = ()> + use<> {
+        let rx = self.died.take();
+        async move {
+            let died = match rx {
+                Some(rx) => rx.await.is_ok(),
+                None => false,
+            };
+            if !died {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// True if a writer thread died.
+    pub fn is_dead(&self) -> bool {
+        self.health.dead.load(Ordering::SeqCst)
     }
 
     /// Commits and fsyncs everything queued so far, then stops the threads.
@@ -115,15 +180,18 @@ impl WriterHandle {
             .map_err(|_| Arc::new(Error::Unavailable("the writer has stopped".into())))?
     }
 
-    /// False after a failed append or sync, until one succeeds again.
+    /// False after a failed append or sync, until one succeeds again, and
+    /// for good once a writer thread has died.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.health.writable.load(Ordering::SeqCst) && !self.health.dead.load(Ordering::SeqCst)
     }
 }
 
 /// Appended but not yet durable.
 struct Pending {
     replies: Vec<(oneshot::Sender<CommitReply>, Vec<Outcome>)>,
+    /// The store's epoch when it was appended.
+    epoch: u64,
 }
 
 fn append_loop(
@@ -161,12 +229,15 @@ fn append_loop(
         let n = events.len();
         match store.append(events) {
             Ok(outcomes) => {
+                // Reloads happen only inside `append`, on this thread, so
+                // this is the epoch the commit was appended in.
+                let epoch = store.epoch();
                 let mut outcomes = outcomes.into_iter();
                 let replies = waiting
                     .into_iter()
                     .map(|(reply, len)| (reply, outcomes.by_ref().take(len).collect()))
                     .collect();
-                if sync_tx.send(Pending { replies }).is_err() {
+                if sync_tx.send(Pending { replies, epoch }).is_err() {
                     return;
                 }
             }
@@ -195,6 +266,7 @@ fn sync_all(store: &dyn EventStore, rx: &std::sync::mpsc::Receiver<Pending>, hea
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         let result = store.sync();
+        let epoch = store.epoch();
         match &result {
             Ok(()) => healthy.store(true, Ordering::Relaxed),
             Err(e) => {
@@ -204,10 +276,16 @@ fn sync_all(store: &dyn EventStore, rx: &std::sync::mpsc::Receiver<Pending>, hea
         }
         let shared_err = result.err().map(Arc::new);
         for pending in batch {
+            // Appended before a reload: its bytes may have been cut.
+            let stale = (pending.epoch != epoch).then(|| {
+                Arc::new(Error::Unavailable(
+                    "the store reloaded after a failed write; send again".into(),
+                ))
+            });
             for (reply, outcomes) in pending.replies {
-                let _ = reply.send(match &shared_err {
-                    None => Ok(outcomes),
-                    Some(e) => Err(e.clone()),
+                let _ = reply.send(match (&shared_err, &stale) {
+                    (Some(e), _) | (None, Some(e)) => Err(e.clone()),
+                    (None, None) => Ok(outcomes),
                 });
             }
         }
