@@ -39,6 +39,23 @@ enum Command {
     Lifecycle(LifecycleArgs),
     /// Daily, weekly and monthly active users.
     Active(ActiveArgs),
+    /// Verify every checksum and reference of a data directory (offline).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Data directory
+    #[arg(long, default_value = "./tally-data")]
+    data: PathBuf,
+    /// Repair what can be repaired without losing an intact event: rebuild
+    /// the index from the chunk files, cut a log before damage (a copy of
+    /// the damaged file is kept)
+    #[arg(long)]
+    repair: bool,
+    /// Output: table or json
+    #[arg(long, default_value = "table")]
+    format: String,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +109,10 @@ struct ExportArgs {
     /// Write to this file instead of standard output
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Export what is intact of a damaged store: skip chunks that cannot be
+    /// read (each is reported on stderr) instead of stopping at the first
+    #[arg(long)]
+    skip_damaged: bool,
 }
 
 /// Where an analysis reads from, and how it prints.
@@ -266,7 +287,69 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         ),
         Command::Lifecycle(a) => analysis("lifecycle", &a.q, vec![]),
         Command::Active(a) => analysis("active", &a.q, vec![]),
+        Command::Check(a) => check(a),
     }
+}
+
+fn check(a: CheckArgs) -> Result<ExitCode, Failure> {
+    let json = match a.format.as_str() {
+        "json" => true,
+        "table" => false,
+        other => {
+            return Err(Failure::Usage(format!(
+                "--format: expected table or json, got {other:?}"
+            )));
+        }
+    };
+    let dir = Config::store_dir(&a.data);
+    if !dir.exists() {
+        return Err(Failure::Failed(format!(
+            "no Tally data in {}",
+            a.data.display()
+        )));
+    }
+    let repaired = if a.repair {
+        DiskStore::repair(&dir)?
+    } else {
+        Vec::new()
+    };
+    let report = DiskStore::check(&dir)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "sound": report.problems.is_empty(),
+                "problems": report.problems,
+                "repaired": repaired,
+                "chunks": report.chunks,
+                "events": report.events,
+            })
+        );
+    } else {
+        for r in &repaired {
+            println!("repaired: {r}");
+        }
+        if report.problems.is_empty() {
+            println!(
+                "sound: {} events in {} chunk files and the write-ahead log ({} events), every checksum and reference verified",
+                report.events, report.chunks, report.logged
+            );
+        } else {
+            for p in &report.problems {
+                println!("damaged: {p}");
+            }
+            if !a.repair {
+                println!(
+                    "`tally check --repair` rebuilds the index and cuts a damaged log; `tally export --skip-damaged` reads every intact event"
+                );
+            }
+        }
+    }
+    Ok(if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
@@ -335,7 +418,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
 }
 
 /// Opens an existing data directory, refusing to create one by accident.
-fn open_existing(data: &Path) -> Result<DiskStore, Error> {
+fn open_existing(data: &Path, skip_damaged: bool) -> Result<DiskStore, Error> {
     let dir = Config::store_dir(data);
     if !dir.exists() {
         return Err(Error::Config(format!(
@@ -344,7 +427,13 @@ fn open_existing(data: &Path) -> Result<DiskStore, Error> {
             data.display()
         )));
     }
-    DiskStore::open(&dir, &StoreOptions::default())
+    DiskStore::open(
+        &dir,
+        &StoreOptions {
+            skip_damaged,
+            ..StoreOptions::default()
+        },
+    )
 }
 
 fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
@@ -408,7 +497,7 @@ fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
     };
     let from = time("from", a.from, i64::MIN)?;
     let to = time("to", a.to, i64::MAX)?;
-    let store = open_existing(&a.data)?;
+    let store = open_existing(&a.data, a.skip_damaged)?;
     let mut out: Box<dyn Write> = match &a.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -416,7 +505,18 @@ fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    crate::export::export(&store, from, to, &mut out)?;
+    if a.skip_damaged {
+        let mut skipped = 0;
+        crate::export::export_intact(&store, from, to, &mut out, &mut |what| {
+            skipped += 1;
+            eprintln!("skipped: {what}");
+        })?;
+        if skipped > 0 {
+            eprintln!("{skipped} damaged chunk(s) skipped; every other event was exported");
+        }
+    } else {
+        crate::export::export(&store, from, to, &mut out)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -462,7 +562,7 @@ fn analysis(
             // Parameters are checked before the store is opened, so that a
             // typo is a usage error even when the data directory is busy.
             let query = crate::analysis::Query::parse(name, pairs, tally_event::time::now_ms())?;
-            let store = open_existing(&data)?;
+            let store = open_existing(&data, false)?;
             query.run(&store, format)?
         }
     };

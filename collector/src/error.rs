@@ -21,7 +21,7 @@ pub enum Error {
     Corrupt(String),
     /// The store's files disagree with each other or a file is damaged:
     /// the message names the files. Nothing is guessed or deleted.
-    #[error("the store is damaged: {0}")]
+    #[error("the store is damaged: {0} (`tally check` lists every problem)")]
     Damaged(String),
     /// The store was written by another version of Tally.
     #[error(

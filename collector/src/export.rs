@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::error::Error;
-use crate::store::EventStore;
+use crate::store::{DiskStore, EventStore};
 
 /// Writes events with `from <= timestamp < to`; returns how many.
 pub fn export(
@@ -23,6 +23,30 @@ pub fn export(
         n += 1;
         writeln!(out, "{}", e.to_json_line()).map_err(|e| Error::io("writing the export", e))
     })?;
+    out.flush()
+        .map_err(|e| Error::io("writing the export", e))?;
+    Ok(n)
+}
+
+/// Like [`export`], but a chunk that cannot be read is reported to
+/// `skipped` and the export goes on with the rest.
+pub fn export_intact(
+    store: &DiskStore,
+    from: i64,
+    to: i64,
+    out: &mut dyn Write,
+    skipped: &mut dyn FnMut(String),
+) -> Result<u64, Error> {
+    let mut n = 0;
+    store.scan_intact_events(
+        from,
+        to,
+        &mut |e| {
+            n += 1;
+            writeln!(out, "{}", e.to_json_line()).map_err(|e| Error::io("writing the export", e))
+        },
+        skipped,
+    )?;
     out.flush()
         .map_err(|e| Error::io("writing the export", e))?;
     Ok(n)

@@ -10,5 +10,6 @@ mod http_ingest;
 mod http_queries;
 mod import_export;
 mod sdk_e2e;
+mod store_damage;
 mod store_failure;
 mod store_fixture;

@@ -116,3 +116,74 @@ fn a_store_that_cannot_write_gets_503_and_unhealthy_then_recovers() {
     actix_web::rt::System::new().block_on(handle.stop(true));
     server.join().unwrap();
 }
+
+/// A store whose append panics (a bug), as the `chunk_events` underflow of
+/// issue 16.4 did.
+struct Panicking(FullDisk);
+
+impl Source for Panicking {
+    fn name_id(&self, name: &str) -> Option<NameId> {
+        self.0.name_id(name)
+    }
+    fn person_count(&self) -> usize {
+        0
+    }
+    fn scan(&self, scan: &Scan<'_>) -> Result<Vec<Rows>, QueryError> {
+        self.0.scan(scan)
+    }
+}
+
+impl EventStore for Panicking {
+    fn append(&self, _: Vec<Event>) -> Result<Vec<Outcome>, Error> {
+        panic!("a bug in the store");
+    }
+    fn sync(&self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn scan_events(
+        &self,
+        _: i64,
+        _: i64,
+        _: &mut dyn FnMut(Event) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// A dead writer thread used to leave `/healthz` at 200 and every write at
+/// 503 forever, and the process exited 0. Now the write fails, health
+/// fails, and the collector stops with an error (a supervisor restarts it).
+#[test]
+fn a_dead_writer_thread_fails_health_and_stops_the_collector_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        write_key: Some(WRITE_KEY.into()),
+        read_key: Some(READ_KEY.into()),
+        workers: Some(1),
+        ..Config::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let backend: Arc<dyn EventStore> = Arc::new(Panicking(FullDisk::default()));
+    let server = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let running = http::start_with_store(config, backend).unwrap();
+            tx.send(running.addr).unwrap();
+            running.wait().await
+        })
+    });
+    let addr = rx.recv().unwrap();
+    let url = format!("http://{addr}");
+    let client = crate::support::http();
+    let resp = client
+        .post(format!("{url}/v1/batch"))
+        .bearer_auth(WRITE_KEY)
+        .json(&json!({ "batch": [{ "event": "signup", "user_id": "u1" }] }))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let result = server.join().unwrap();
+    let err = result.expect_err("the collector stops with an error");
+    assert!(err.to_string().contains("writer thread died"), "{err}");
+}

@@ -70,8 +70,8 @@ impl Running {
             r = &mut server => r.map_err(|e| Error::io("running the HTTP server", e)),
             () = died => {
                 tracing::error!("a store writer thread died; stopping the collector");
-                handle.stop(true).await;
-                let _ = server.await;
+                // The server future handles the stop command: poll both.
+                let (_, _) = tokio::join!(handle.stop(true), &mut server);
                 Err(Error::Unavailable(
                     "a store writer thread died (see the log above); the collector stopped".into(),
                 ))

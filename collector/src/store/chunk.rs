@@ -198,9 +198,13 @@ pub fn write(
 /// how the index's copy is checked.
 pub fn read_trailer(path: &Path) -> Result<ChunkHeader, Error> {
     let corrupt = |what: &str| Error::corrupt(format!("{}: {what}", path.display()));
+    let inner = |e: Error| match e {
+        Error::Corrupt(msg) => msg,
+        other => other.to_string(),
+    };
     let bytes =
         std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    codec::check_chunk_preamble(&bytes).map_err(|e| corrupt(&e.to_string()))?;
+    codec::check_chunk_preamble(&bytes).map_err(|e| corrupt(&inner(e)))?;
     let len_at = bytes
         .len()
         .checked_sub(4)
@@ -210,7 +214,8 @@ pub fn read_trailer(path: &Path) -> Result<ChunkHeader, Error> {
         .checked_sub(len)
         .filter(|&at| at > codec::CHUNK_MAGIC.len())
         .ok_or_else(|| corrupt("its header copy is cut short"))?;
-    ChunkHeader::decode(&bytes[head..len_at]).map_err(|e| corrupt(&format!("header copy: {e}")))
+    ChunkHeader::decode(&bytes[head..len_at])
+        .map_err(|e| corrupt(&format!("header copy: {}", inner(e))))
 }
 
 /// A published chunk: its header and, once first read, its open file.
@@ -270,16 +275,14 @@ impl Chunk {
                 let mut preamble = [0u8; 9];
                 f.read_exact_at(&mut preamble, 0)
                     .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
-                codec::check_chunk_preamble(&preamble)
-                    .map_err(|e| Error::corrupt(format!("{}: {e}", self.path.display())))?;
+                codec::check_chunk_preamble(&preamble).map_err(|e| self.named(e))?;
                 self.file.get_or_init(|| f)
             }
         };
         let mut buf = vec![0u8; section.len as usize];
         file.read_exact_at(&mut buf, section.offset)
             .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
-        codec::check_section(&buf, section, what)
-            .map_err(|e| Error::corrupt(format!("{}: {e}", self.path.display())))?;
+        codec::check_section(&buf, section, what).map_err(|e| self.named(e))?;
         Ok(buf)
     }
 

@@ -277,7 +277,7 @@ pub fn crc(bytes: &[u8]) -> u32 {
 /// Verifies bytes read for `section`.
 pub fn check_section(bytes: &[u8], section: &Section, what: &str) -> Result<(), Error> {
     if bytes.len() != section.len as usize || crc(bytes) != section.crc {
-        return Err(Error::corrupt(format!("{what}: checksum mismatch")));
+        return Err(Error::corrupt(format!("{what} section: checksum mismatch")));
     }
     Ok(())
 }
@@ -670,6 +670,28 @@ pub fn decode_wal(bytes: &[u8]) -> Result<(Vec<Event>, usize), Error> {
         at = start + len;
     }
     Ok((events, at))
+}
+
+/// The length of a log's prefix of intact records, whatever follows it
+/// (what `tally check --repair` keeps of a damaged log).
+pub fn wal_intact_prefix(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(head) = bytes.get(at..at + WAL_RECORD_HEADER) {
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let sum = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+        let start = at + WAL_RECORD_HEADER;
+        match bytes.get(start..start + len) {
+            Some(payload)
+                if len > 0
+                    && crc(payload) == sum
+                    && decode_wal(&bytes[at..start + len]).is_ok() =>
+            {
+                at = start + len;
+            }
+            _ => break,
+        }
+    }
+    at
 }
 
 /// `[version][zstd(bincode(value))]`, the form of every compressed section.

@@ -60,6 +60,10 @@ pub struct StoreOptions {
     /// Log bytes after which the open chunk is sealed early (events with
     /// large properties), bounding the log and the open chunk's memory.
     pub wal_max_bytes: u64,
+    /// Open a damaged store to read what is intact (`tally export
+    /// --skip-damaged`): missing or unreadable chunks are left out instead
+    /// of refusing. Such a store never writes.
+    pub skip_damaged: bool,
 }
 
 impl Default for StoreOptions {
@@ -68,6 +72,7 @@ impl Default for StoreOptions {
             cache_capacity: 64 * 1024 * 1024,
             chunk_events: 65_536,
             wal_max_bytes: 64 << 20,
+            skip_damaged: false,
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct DiskStore {
     /// True when the index was created by this open: it witnesses nothing
     /// about the files already there.
     index_is_new: bool,
+    /// [`StoreOptions::skip_damaged`].
+    skip_damaged: bool,
     /// What readers see; changed only by the writer, briefly.
     shared: RwLock<Shared>,
     /// Loaded on the first append, so read-only users (queries, export)
@@ -291,6 +298,7 @@ impl DiskStore {
             chunk_events: options.chunk_events.max(1),
             wal_max_bytes: options.wal_max_bytes,
             index_is_new: created,
+            skip_damaged: options.skip_damaged,
             shared: RwLock::new(Shared {
                 chunks: Vec::new(),
                 open: OpenChunk::default(),
@@ -330,6 +338,232 @@ impl DiskStore {
     fn log_created(&self, wal: Wal) -> Result<Wal, Error> {
         failpoint!(self, LogCreate);
         Ok(wal)
+    }
+
+    /// Verifies every checksum and reference of the store in `dir` (it must
+    /// not be held by a collector): the index against the files, every
+    /// section of every chunk, the person dictionary, the id index and the
+    /// log. Returns the problems, each naming a file; empty when sound.
+    pub fn check(dir: &Path) -> Result<Check, Error> {
+        let options = StoreOptions {
+            skip_damaged: true,
+            ..StoreOptions::default()
+        };
+        let store = match DiskStore::open(dir, &options) {
+            Ok(store) => store,
+            Err(e @ Error::Locked { .. }) => return Err(e),
+            Err(e) => {
+                return Ok(Check {
+                    problems: vec![e.to_string()],
+                    ..Check::default()
+                });
+            }
+        };
+        let mut report = Check::default();
+        let loaded = match store.load(false) {
+            Ok(l) => l,
+            Err(e) => {
+                report.problems.push(e.to_string());
+                return Ok(report);
+            }
+        };
+        for n in &loaded.plan.missing {
+            report.problems.push(format!(
+                "{}: missing",
+                chunk::path(&store.chunk_dir(), *n as u32).display()
+            ));
+        }
+        let db = store.db()?;
+        let chunks = &loaded.shared.chunks;
+        let names = loaded.shared.names.len() as u32;
+        let problems: Vec<Vec<String>> = chunks
+            .par_iter()
+            .filter(|c| !loaded.plan.missing.contains(&u64::from(c.number)))
+            .map(|c| {
+                let mut found = Vec::new();
+                match chunk::read_trailer(c.path()) {
+                    Ok(own) if own == c.header => {}
+                    Ok(_) => found.push(format!(
+                        "{}: its header differs from the index's copy",
+                        c.path().display()
+                    )),
+                    Err(e) => found.push(e.to_string()),
+                }
+                if let Err(e) = c.verify() {
+                    found.push(e.to_string());
+                }
+                if let Some(s) = c.header.names.iter().find(|s| s.name >= names) {
+                    found.push(format!(
+                        "{}: names event name id {} the index does not know",
+                        c.path().display(),
+                        s.name
+                    ));
+                }
+                // Unreadable ids are reported by `verify`.
+                if let Ok(ids) = c.ids() {
+                    {
+                        for group in
+                            ids.chunk_by(|a, b| a[..codec::ID_PREFIX] == b[..codec::ID_PREFIX])
+                        {
+                            let key = codec::id_key(&Uuid::from_bytes(group[0]));
+                            let covered = read_spans(&db, &key).ok().is_some_and(|spans| {
+                                spans.0.iter().any(|s| {
+                                    s.chunk == c.number
+                                        && s.lo <= codec::id_probe(&group[0])
+                                        && s.hi >= codec::id_probe(group.last().expect("non-empty"))
+                                })
+                            });
+                            if !covered {
+                                found.push(format!(
+                                    "{}: the index's id index does not cover its ids (duplicates \
+                                     of them would be stored again)",
+                                    db_path(&store.dir).display()
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                }
+                found
+            })
+            .collect();
+        report.problems.extend(problems.into_iter().flatten());
+        if loaded.plan.missing.is_empty() {
+            let published = loaded.shared.persons - loaded.shared.open.new_persons.len() as u32;
+            if let Err(e) = person_dictionary(chunks, published) {
+                report.problems.push(format!("person dictionary: {e}"));
+            }
+        }
+        report.chunks = chunks.len();
+        report.events = chunks
+            .iter()
+            .map(|c| u64::from(c.header.events))
+            .sum::<u64>()
+            + loaded.shared.open.events.len() as u64;
+        report.logged = loaded.shared.open.events.len();
+        Ok(report)
+    }
+
+    /// Repairs what can be repaired without losing an intact event: an
+    /// index that disagrees with the files (or cannot be opened) is set
+    /// aside and rebuilt from the chunk files; a log damaged before its
+    /// end is copied to `DIR/damaged/` and cut before the damage. Returns
+    /// what it did. Damaged chunk files are not repaired in place.
+    pub fn repair(dir: &Path) -> Result<Vec<String>, Error> {
+        let mut done = Vec::new();
+        let wal_dir = dir.join("wal");
+        for n in wal::list(&wal_dir)? {
+            let path = wal::path(&wal_dir, n);
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            if codec::decode_wal(&bytes).is_ok() {
+                continue;
+            }
+            let keep = codec::wal_intact_prefix(&bytes);
+            let copy = damaged_copy(dir, &path)?;
+            wal::cut(&wal_dir, n, keep as u64)?;
+            done.push(format!(
+                "{}: cut at byte {keep} of {} (the damaged part is kept in {})",
+                path.display(),
+                bytes.len(),
+                copy.display()
+            ));
+        }
+        let check = DiskStore::check(dir)?;
+        let index_trouble = check
+            .problems
+            .iter()
+            .any(|p| p.contains("index") || p.contains("log") || p.contains("wal/"));
+        if index_trouble {
+            let index = dir.join("index");
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let aside = dir.join(format!("index.damaged-{stamp}"));
+            std::fs::rename(&index, &aside)
+                .map_err(|e| Error::io(format!("moving {}", index.display()), e))?;
+            chunk::sync_dir(dir)?;
+            let store = DiskStore::open(dir, &StoreOptions::default())?;
+            store.prepare_writer()?;
+            store.close()?;
+            done.push(format!(
+                "rebuilt the index from {} chunk file(s) (the old one is in {})",
+                store.shared.read().chunks.len(),
+                aside.display()
+            ));
+        }
+        Ok(done)
+    }
+
+    /// Reads every event with `from <= timestamp < to` that is intact,
+    /// reporting each chunk that cannot be read to `damaged` (and what of
+    /// it was already given to `each`) instead of stopping there.
+    pub fn scan_intact_events(
+        &self,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(Event) -> Result<(), Error>,
+        damaged: &mut dyn FnMut(String),
+    ) -> Result<(), Error> {
+        self.scan_chunks(from, to, each, Some(damaged))
+    }
+
+    fn scan_chunks(
+        &self,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(Event) -> Result<(), Error>,
+        mut damaged: Option<&mut dyn FnMut(String)>,
+    ) -> Result<(), Error> {
+        // One snapshot of both, so a seal running meanwhile (which moves
+        // the open events into a chunk) can neither hide nor double them.
+        let (chunks, open) = {
+            let shared = self.shared.read();
+            (shared.chunks.clone(), shared.open.events.clone())
+        };
+        for c in chunks {
+            if c.header.max_ts < from || c.header.min_ts >= to {
+                continue;
+            }
+            let mut given = 0u64;
+            // Errors of `each` (the export's output) are not the chunk's.
+            let mut downstream = None;
+            let read = c.events(&mut |e| {
+                if (from..to).contains(&e.timestamp) {
+                    if let Err(err) = each(e) {
+                        downstream = Some(err);
+                        return Err(Error::Unavailable("stopped".into()));
+                    }
+                    given += 1;
+                }
+                Ok(())
+            });
+            if let Some(err) = downstream {
+                return Err(err);
+            }
+            match (read, damaged.as_deref_mut()) {
+                (Ok(()), _) => {}
+                (Err(e), Some(report)) => report(format!(
+                    "{e} ({given} of its {} events were read before the damage)",
+                    c.header.events
+                )),
+                (Err(e), None) => {
+                    let e = match e {
+                        Error::Corrupt(msg) => msg,
+                        other => other.to_string(),
+                    };
+                    return Err(Error::Damaged(format!(
+                        "{e} (`tally export --skip-damaged` reads what is intact)"
+                    )));
+                }
+            }
+        }
+        for e in open {
+            if (from..to).contains(&e.timestamp) {
+                each(e)?;
+            }
+        }
+        Ok(())
     }
 
     /// Starts the writer now (a collector does this at start), so that
@@ -388,6 +622,14 @@ impl DiskStore {
         let witness = !(self.index_is_new && index.chunks == 0);
         let plan = recovery::plan(witness.then_some(index), &disk)
             .map_err(|what| Error::Damaged(format!("{}: {what}", self.dir.display())))?;
+        if !self.skip_damaged {
+            plan.check_complete().map_err(|what| {
+                Error::Damaged(format!(
+                    "{}: {what} (`tally export --skip-damaged` reads what is intact)",
+                    self.dir.display()
+                ))
+            })?;
+        }
         let listed = index.chunks.min(plan.chunks);
         let mut chunks = Vec::with_capacity(plan.chunks as usize);
         for kv in db.scan_prefix([prefix::CHUNK]) {
@@ -419,7 +661,14 @@ impl DiskStore {
         let mut persons = self.counter(&db, meta::NEXT_PERSON)? as u32;
         let mut adopted_names = Vec::new();
         for n in plan.adopt.clone() {
-            let c = Chunk::adopt(&self.chunk_dir(), n)?;
+            let c = match Chunk::adopt(&self.chunk_dir(), n) {
+                Ok(c) => c,
+                Err(e) if self.skip_damaged => {
+                    tracing::warn!(error = %e, "skipping a damaged chunk the index does not list");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             // Names get ids in the order events first use them, so replaying
             // the adopted chunks' events gives their new names the ids the
             // writer gave them; the chunk's own columns confirm it.
@@ -660,6 +909,11 @@ impl DiskStore {
         let mut guard = self.writer.lock();
         if self.failed.load(Ordering::SeqCst) {
             *guard = None;
+        }
+        if self.skip_damaged {
+            return Err(Error::Unavailable(
+                "a store opened to skip damage is read-only".into(),
+            ));
         }
         if guard.is_none() {
             let started = self.start_writer();
@@ -1129,6 +1383,37 @@ fn intern(map: &mut HashMap<String, u32>, key: &str, new: &mut Vec<(String, u32)
     id
 }
 
+/// What [`DiskStore::check`] found.
+#[derive(Debug, Default)]
+pub struct Check {
+    /// Each problem, naming its file.
+    pub problems: Vec<String>,
+    /// Chunks checked.
+    pub chunks: usize,
+    /// Events in the store (chunks and log).
+    pub events: u64,
+    /// Events in the write-ahead log.
+    pub logged: usize,
+}
+
+fn db_path(dir: &Path) -> PathBuf {
+    dir.join("index")
+}
+
+/// Copies `path` into `DIR/damaged/` (kept for whoever investigates).
+fn damaged_copy(dir: &Path, path: &Path) -> Result<PathBuf, Error> {
+    let damaged = dir.join("damaged");
+    std::fs::create_dir_all(&damaged)
+        .map_err(|e| Error::io(format!("creating {}", damaged.display()), e))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let to = damaged.join(format!("{name}.{stamp}"));
+    std::fs::copy(path, &to).map_err(|e| Error::io(format!("copying {}", path.display()), e))?;
+    Ok(to)
+}
+
 /// The counters a seal or an adoption publishes.
 struct Counters {
     chunks: u32,
@@ -1262,29 +1547,7 @@ impl EventStore for DiskStore {
         to: i64,
         each: &mut dyn FnMut(Event) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        // One snapshot of both, so a seal running meanwhile (which moves
-        // the open events into a chunk) can neither hide nor double them.
-        let (chunks, open) = {
-            let shared = self.shared.read();
-            (shared.chunks.clone(), shared.open.events.clone())
-        };
-        for c in chunks {
-            if c.header.max_ts < from || c.header.min_ts >= to {
-                continue;
-            }
-            c.events(&mut |e| {
-                if (from..to).contains(&e.timestamp) {
-                    each(e)?;
-                }
-                Ok(())
-            })?;
-        }
-        for e in open {
-            if (from..to).contains(&e.timestamp) {
-                each(e)?;
-            }
-        }
-        Ok(())
+        self.scan_chunks(from, to, each, None)
     }
 }
 

@@ -54,6 +54,29 @@ pub struct Plan {
     pub leftovers_redundant: bool,
     /// Logs superseded by a committed seal.
     pub stale_logs: Vec<u64>,
+    /// Committed chunks whose files are missing.
+    pub missing: Vec<u64>,
+}
+
+impl Plan {
+    /// An error naming the missing chunk files, if any.
+    pub fn check_complete(&self) -> Result<(), String> {
+        if self.missing.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<String> = self
+            .missing
+            .iter()
+            .take(5)
+            .map(|n| format!("chunks/{n:08}.chunk"))
+            .collect();
+        Err(format!(
+            "{} committed chunk file(s) missing: {}{}",
+            self.missing.len(),
+            shown.join(", "),
+            if self.missing.len() > 5 { ", ..." } else { "" }
+        ))
+    }
 }
 
 /// Decides what the store is, or says what disagrees (the message names
@@ -104,23 +127,9 @@ pub fn plan(index: Option<IndexView>, disk: &DiskView) -> Result<Plan, String> {
             ));
         }
     };
-    let missing: Vec<String> = (0..u64::from(chunks))
+    let missing: Vec<u64> = (0..u64::from(chunks))
         .filter(|n| disk.chunks.binary_search(n).is_err())
-        .map(|n| format!("chunks/{n:08}.chunk"))
         .collect();
-    if !missing.is_empty() {
-        let shown = missing
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(format!(
-            "{} committed chunk file(s) missing: {shown}{}",
-            missing.len(),
-            if missing.len() > 5 { ", ..." } else { "" }
-        ));
-    }
     Ok(Plan {
         chunks,
         wal,
@@ -133,6 +142,7 @@ pub fn plan(index: Option<IndexView>, disk: &DiskView) -> Result<Plan, String> {
             .collect(),
         leftovers_redundant: redundant,
         stale_logs: disk.logs.iter().copied().filter(|&n| n < wal).collect(),
+        missing,
     })
 }
 
@@ -220,7 +230,10 @@ mod tests {
 
     #[test]
     fn what_disagrees_is_named() {
-        let e = plan(index(3, 3), &disk(&[0, 2], &[3])).unwrap_err();
+        let e = plan(index(3, 3), &disk(&[0, 2], &[3]))
+            .unwrap()
+            .check_complete()
+            .unwrap_err();
         assert!(
             e.contains("chunks/00000001.chunk") && e.contains("1 committed"),
             "{e}"
