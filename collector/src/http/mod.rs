@@ -14,11 +14,12 @@ mod query;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, Service};
-use actix_web::http::{ConnectionType, StatusCode};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Server, Service, ServiceResponse};
+use actix_web::http::{ConnectionType, StatusCode, header};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, web};
 use futures_util::FutureExt;
 
 use crate::config::Config;
@@ -26,6 +27,7 @@ use crate::error::Error;
 use crate::keys::Keys;
 use crate::store::writer::WriterHandle;
 use crate::store::{DiskStore, EventStore, StoreOptions, Writer};
+use body::{BodyLimits, Budget};
 use error::ApiError;
 use metrics::{Metrics, RequestLabels};
 
@@ -36,6 +38,7 @@ pub struct AppState {
     writer: WriterHandle,
     store: Arc<dyn EventStore>,
     metrics: Metrics,
+    body_limits: BodyLimits,
 }
 
 /// A started collector.
@@ -93,12 +96,22 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
         config.read_key.clone(),
     )?;
     let writer = Writer::start(store.clone());
+    let app_metrics = Metrics::default();
+    let body_limits = BodyLimits {
+        max_bytes: config.max_body_bytes,
+        timeout: Duration::from_secs(config.body_timeout_secs),
+        budget: Budget::new(
+            config.max_inflight_body_bytes(),
+            app_metrics.body_bytes_in_flight.clone(),
+        ),
+    };
     let state = web::Data::new(AppState {
         config: config.clone(),
         keys: resolved.keys.clone(),
         writer: writer.handle(),
         store,
-        metrics: Metrics::default(),
+        metrics: app_metrics,
+        body_limits,
     });
     // Set when SIGTERM / SIGINT arrives, before the server stops.
     let stopping = Arc::new(AtomicBool::new(false));
@@ -112,7 +125,8 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                 let state = req.app_data::<web::Data<AppState>>().cloned();
                 let path = req.match_pattern().unwrap_or_else(|| "unmatched".into());
                 let stopping = stopping.clone();
-                srv.call(req).map(move |mut res| {
+                srv.call(req).map(move |res| {
+                    let mut res = res.map(json_error_body);
                     // While stopping, close each connection after its answer:
                     // a client that keeps sending on a kept-alive connection
                     // would otherwise hold the graceful shutdown open.
@@ -140,7 +154,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
             .service(endpoint("/v1/batch", web::post().to(ingest::batch)))
             .service(
                 web::resource("/v1/{analysis}")
-                    .route(web::get().to(query::analysis))
+                    .route(get_or_head().to(query::analysis))
                     .default_service(web::to(|req: HttpRequest| async move {
                         // Another method on an analysis is 405; any method on
                         // a name that is no endpoint (POST /v1/identify) is 404.
@@ -156,8 +170,8 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                         })
                     })),
             )
-            .service(endpoint("/healthz", web::get().to(healthz)))
-            .service(endpoint("/metrics", web::get().to(metrics)))
+            .service(endpoint("/healthz", get_or_head().to(healthz)))
+            .service(endpoint("/metrics", get_or_head().to(metrics)))
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<HttpResponse, _>(ApiError::NotFound(format!("no endpoint {}", req.path())))
             }))
@@ -213,6 +227,47 @@ async fn stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// GET, and HEAD answered like GET without the body (actix leaves the body
+/// out of a HEAD answer).
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+/// Gives a JSON `{"error": "..."}` body to an error answer that has none or
+/// another kind (actix's own answers, such as an extractor's plain-text
+/// 400): SPEC §2 promises one on every non-200 answer. The text, if any,
+/// becomes the message; otherwise the status's reason.
+fn json_error_body<B: MessageBody + 'static>(res: ServiceResponse<B>) -> ServiceResponse<BoxBody> {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return res.map_into_boxed_body();
+    }
+    res.map_body(|head, body| {
+        let message = body
+            .try_into_bytes()
+            .ok()
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("request failed")
+                    .to_string()
+            });
+        head.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        BoxBody::new(serde_json::json!({ "error": message }).to_string())
+    })
 }
 
 fn endpoint(path: &'static str, route: actix_web::Route) -> actix_web::Resource {
