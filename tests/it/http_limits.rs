@@ -128,7 +128,8 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Regression (issue 16, 7): actix ends a request's payload normally when
 /// the client half-closes, so a body cut short of its Content-Length that
-/// happened to be valid JSON (a whole object and some padding) was stored.
+/// happened to be valid JSON (a whole object and some padding) was stored,
+/// and so was a chunked body without its last chunk.
 #[test]
 fn a_body_cut_short_by_a_half_close_is_not_stored() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,6 +154,22 @@ fn a_body_cut_short_by_a_half_close_is_not_stored() {
         );
         let msg = answer.json_error();
         assert!(msg.contains("Content-Length"), "{path}: {msg}");
+    }
+    // A chunked body has no length to check, so a chunked body cut short
+    // (no terminating chunk) looked whole too: chunked bodies get a 411.
+    let chunk = r#"{"event":"x","user_id":"u"}"#;
+    for terminator in ["", "0\r\n\r\n"] {
+        let mut s = connect(&server);
+        let head = format!(
+            "POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE_KEY}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n{terminator}",
+            chunk.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let answer = read_answer(&mut s);
+        assert_eq!(answer.status, 411, "{}\n{}", answer.head, answer.body);
+        assert!(answer.json_error().contains("Content-Length"));
     }
     // The same bytes with the right Content-Length are stored.
     let body = format!(r#"{{"event":"x","user_id":"u"}}{}"#, " ".repeat(40));

@@ -134,7 +134,8 @@ enum Encoding {
 /// Reads the whole body, at most `limits.max_bytes` on the wire, within
 /// `limits.timeout`, after reserving its bytes from the shared budget.
 /// A body cut short (the client closed its half of the connection before
-/// `Content-Length` bytes arrived) is an error, never a shorter body.
+/// `Content-Length` bytes arrived) is an error, never a shorter body; a
+/// body without `Content-Length` (chunked) is refused with a 411.
 pub async fn read_limited(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -157,6 +158,17 @@ pub async fn read_limited(
         return Err(too_large());
     }
     let declared = declared.map(|len| len as usize);
+    // actix ends a request's payload normally when the client closes its
+    // half of the connection, so only a declared length tells a whole body
+    // from one cut short: a chunked body cannot be checked, and is refused.
+    if declared.is_none() && req.headers().contains_key(header::TRANSFER_ENCODING) {
+        drain(&mut payload, drain_budget, limits.timeout).await;
+        return Err(ApiError::LengthRequired(
+            "send the body with a Content-Length (a chunked body cannot be told from one \
+             cut short)"
+                .into(),
+        ));
+    }
     let mut reservation = match Reservation::new(&limits.budget, declared.unwrap_or(0)) {
         Ok(r) => r,
         Err(e) => {
@@ -197,8 +209,6 @@ pub async fn read_limited(
             )));
         }
     }
-    // actix ends the payload normally when the client closes its half of
-    // the connection, so a truncated body would look complete.
     if let Some(len) = declared
         && buf.len() < len
     {

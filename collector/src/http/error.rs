@@ -31,6 +31,10 @@ pub enum ApiError {
     /// connection is closed after the answer.
     #[error("{0}")]
     Incomplete(String),
+    /// 411: a body without `Content-Length` (chunked); the connection is
+    /// closed after the answer.
+    #[error("{0}")]
+    LengthRequired(String),
     /// 408: the body did not arrive in time; the connection is closed.
     #[error("{0}")]
     Timeout(String),
@@ -50,6 +54,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::Incomplete(_) => StatusCode::BAD_REQUEST,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::LengthRequired(_) => StatusCode::LENGTH_REQUIRED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -81,7 +86,7 @@ impl ResponseError for ApiError {
             }
             // What is left of the body (if anything) is not read: the
             // connection cannot carry another request.
-            ApiError::Incomplete(_) | ApiError::Timeout(_) => {
+            ApiError::Incomplete(_) | ApiError::Timeout(_) | ApiError::LengthRequired(_) => {
                 resp.force_close();
             }
             _ => {}

@@ -299,3 +299,53 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.encode())
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    async fn answer(res: HttpResponse) -> (StatusCode, String, String) {
+        let res = json_error_body(TestRequest::default().to_srv_response(res));
+        let ctype = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let status = res.status();
+        let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        (status, ctype, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[actix_web::test]
+    async fn error_answers_without_a_json_body_get_one() {
+        for (res, message) in [
+            (HttpResponse::BadRequest().finish(), "Bad Request"),
+            (
+                HttpResponse::NotFound()
+                    .content_type("text/plain")
+                    .body("no such thing\n"),
+                "no such thing",
+            ),
+            (
+                HttpResponse::InternalServerError().finish(),
+                "Internal Server Error",
+            ),
+        ] {
+            let status = res.status();
+            let (got, ctype, body) = answer(res).await;
+            assert_eq!(got, status);
+            assert_eq!(ctype, "application/json");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v, serde_json::json!({ "error": message }));
+        }
+        // JSON errors and successes are left as they are.
+        let (_, _, body) =
+            answer(HttpResponse::BadRequest().json(serde_json::json!({"error": "x"}))).await;
+        assert_eq!(body, r#"{"error":"x"}"#);
+        let (_, ctype, body) =
+            answer(HttpResponse::Ok().content_type("text/plain").body("ok")).await;
+        assert_eq!((ctype.as_str(), body.as_str()), ("text/plain", "ok"));
+    }
+}
