@@ -6,20 +6,24 @@
 
 mod auth;
 mod body;
+mod conn;
 pub mod error;
 pub mod ingest;
 mod metrics;
 mod query;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use actix_http::{HttpService, KeepAlive, Protocol};
+use actix_service::{ServiceFactoryExt, fn_service, map_config};
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Server, Service, ServiceResponse};
+use actix_web::dev::{AppConfig, Server, Service, ServiceResponse};
 use actix_web::http::{ConnectionType, StatusCode, header};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, web};
+use actix_web::rt::net::TcpStream;
+use actix_web::{App, HttpRequest, HttpResponse, guard, web};
 use futures_util::FutureExt;
 
 use crate::config::Config;
@@ -28,6 +32,7 @@ use crate::keys::Keys;
 use crate::store::writer::WriterHandle;
 use crate::store::{DiskStore, EventStore, StoreOptions, Writer};
 use body::{BodyLimits, Budget};
+use conn::JsonErrors;
 use error::ApiError;
 use metrics::{Metrics, RequestLabels};
 
@@ -116,7 +121,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
     // Set when SIGTERM / SIGINT arrives, before the server stops.
     let stopping = Arc::new(AtomicBool::new(false));
     let stopping_flag = stopping.clone();
-    let mut server = HttpServer::new(move || {
+    let make_app = move || {
         let stopping = stopping_flag.clone();
         App::new()
             .app_data(state.clone())
@@ -175,22 +180,58 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<HttpResponse, _>(ApiError::NotFound(format!("no endpoint {}", req.path())))
             }))
-    })
-    .shutdown_signal(async move {
-        stop_signal().await;
-        stopping.store(true, Ordering::Relaxed);
-    })
-    .shutdown_timeout(30);
+    };
+    // actix-web's `HttpServer`, but on connections wrapped in `JsonErrors`
+    // (conn.rs) so that the answers actix's HTTP/1 dispatcher writes itself
+    // carry a JSON error body too. Its defaults are kept: listeners on every
+    // address `listen` resolves to (backlog 1024, SO_REUSEADDR), keep-alive
+    // 5 s, 5 s for a request head, 1 s to close.
+    let addrs: Vec<SocketAddr> = config
+        .listen
+        .to_socket_addrs()
+        .map_err(|e| Error::io(format!("resolving {}", config.listen), e))?
+        .collect();
+    let mut builder = Server::build()
+        .shutdown_signal(async move {
+            stop_signal().await;
+            stopping.store(true, Ordering::Relaxed);
+        })
+        .shutdown_timeout(30);
     if let Some(w) = config.workers {
-        server = server.workers(w);
+        builder = builder.workers(w);
     }
-    let server = server
-        .bind(&config.listen)
-        .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
-    let addr = *server
-        .addrs()
+    let mut bound = Vec::new();
+    for addr in addrs {
+        let listener = tcp_listener(addr)
+            .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
+        bound.push(local);
+        let make_app = make_app.clone();
+        builder = builder
+            .listen(format!("tally-{local}"), listener, move || {
+                let app = map_config(make_app(), |_| AppConfig::default());
+                fn_service(|io: TcpStream| async move {
+                    let peer = io.peer_addr().ok();
+                    let _ = io.set_nodelay(true);
+                    Ok((JsonErrors::new(io), Protocol::Http1, peer))
+                })
+                .and_then(
+                    HttpService::build()
+                        .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
+                        .client_request_timeout(Duration::from_secs(5))
+                        .client_disconnect_timeout(Duration::from_secs(1))
+                        .local_addr(local)
+                        .finish(app),
+                )
+            })
+            .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
+    }
+    let addr = *bound
         .first()
         .ok_or_else(|| Error::Config(format!("{} resolved to no address", config.listen)))?;
+    let server = builder;
     Ok(Running {
         addr,
         keys: resolved.keys,
@@ -198,6 +239,19 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
         server: server.run(),
         writer,
     })
+}
+
+/// A listening socket as actix-web's `HttpServer::bind` makes it.
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)?.into_std()
 }
 
 /// Waits for SIGTERM or SIGINT (Ctrl-C); both stop gracefully, letting
