@@ -200,10 +200,19 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
     if let Some(w) = config.workers {
         builder = builder.workers(w);
     }
+    // Like `HttpServer::bind`: every address that can be bound is served,
+    // and only none at all is an error (`localhost` may resolve to an IPv6
+    // address on a host without IPv6).
     let mut bound = Vec::new();
+    let mut failed = None;
     for addr in addrs {
-        let listener = tcp_listener(addr)
-            .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
+        let listener = match tcp_listener(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                failed = Some(e);
+                continue;
+            }
+        };
         let local = listener
             .local_addr()
             .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
@@ -228,9 +237,16 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
             })
             .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
     }
-    let addr = *bound
-        .first()
-        .ok_or_else(|| Error::Config(format!("{} resolved to no address", config.listen)))?;
+    let addr = match (bound.first(), failed) {
+        (Some(addr), _) => *addr,
+        (None, Some(e)) => return Err(Error::io(format!("listening on {}", config.listen), e)),
+        (None, None) => {
+            return Err(Error::Config(format!(
+                "{} resolved to no address",
+                config.listen
+            )));
+        }
+    };
     let server = builder;
     Ok(Running {
         addr,
