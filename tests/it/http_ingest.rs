@@ -1368,6 +1368,28 @@ fn bad_serve_settings_exit_2() {
             vec![],
             "cache",
         ),
+        (
+            vec![
+                "--write-key",
+                WRITE_KEY,
+                "--read-key",
+                READ_KEY,
+                "--body-timeout-secs",
+                "0",
+            ],
+            vec![],
+            "body_timeout_secs",
+        ),
+        (
+            vec!["--write-key", WRITE_KEY, "--read-key", READ_KEY],
+            vec![("TALLY_MAX_INFLIGHT_BODY_MB", "4")],
+            "max_inflight_body_mb",
+        ),
+        (
+            vec!["--write-key", WRITE_KEY, "--read-key", READ_KEY],
+            vec![("TALLY_BODY_TIMEOUT_SECS", "soon")],
+            "TALLY_BODY_TIMEOUT_SECS",
+        ),
     ] {
         let mut cmd = crate::support::tally();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
