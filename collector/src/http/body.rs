@@ -239,6 +239,17 @@ pub async fn read_limited(
 }
 
 impl WireBody {
+    /// An identity-encoded body holding no reservation, for tests.
+    #[cfg(test)]
+    pub fn for_test(bytes: Vec<u8>) -> WireBody {
+        let budget = Budget::new(0, Gauge::default());
+        WireBody {
+            bytes,
+            encoding: Encoding::Identity,
+            reservation: Reservation::new(&budget, 0).expect("0 bytes always fit"),
+        }
+    }
+
     /// The body's bytes, inflated if it was gzip'd: at most `limit` bytes
     /// once inflated (a gzip bomb costs at most `limit` bytes and gets a
     /// 413) and at most [`MAX_GZIP_MEMBERS`] members. CPU-bound: call it
