@@ -75,6 +75,15 @@ struct ServeArgs {
     /// sled page cache in MiB (TALLY_CACHE_MB) [default: 256]
     #[arg(long)]
     cache_mb: Option<u64>,
+    /// Seconds a client has to send a request body once its headers are in;
+    /// later gets a 408 (TALLY_BODY_TIMEOUT_SECS) [default: 30]
+    #[arg(long)]
+    body_timeout_secs: Option<u64>,
+    /// MiB of request bodies held in memory at once across all connections;
+    /// beyond it a request gets a 503 with Retry-After
+    /// (TALLY_MAX_INFLIGHT_BODY_MB) [default: 256]
+    #[arg(long)]
+    max_inflight_body_mb: Option<usize>,
     /// Configuration file [default: ./tally.toml if present]
     #[arg(long)]
     config: Option<PathBuf>,
@@ -373,6 +382,12 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
     }
     if let Some(c) = a.cache_mb {
         config.cache_mb = c;
+    }
+    if let Some(t) = a.body_timeout_secs {
+        config.body_timeout_secs = t;
+    }
+    if let Some(m) = a.max_inflight_body_mb {
+        config.max_inflight_body_mb = m;
     }
     config.validate().map_err(usage)?;
     for (name, key) in [

@@ -27,6 +27,15 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Most events in one `/v1/batch`. Default 1000.
     pub max_batch_events: usize,
+    /// Seconds a client has to deliver a request body once its headers have
+    /// arrived (`--body-timeout-secs`, `TALLY_BODY_TIMEOUT_SECS`); later is
+    /// a 408. Default 30.
+    pub body_timeout_secs: u64,
+    /// MiB of request bodies held in memory at once across all connections
+    /// (`--max-inflight-body-mb`, `TALLY_MAX_INFLIGHT_BODY_MB`); a body that
+    /// does not fit gets a 503 with `Retry-After`. At least
+    /// `max_body_bytes`. Default 256.
+    pub max_inflight_body_mb: usize,
     /// HTTP worker threads. Default: one per core.
     pub workers: Option<usize>,
     /// Events per sealed chunk file (`TALLY_CHUNK_EVENTS`). Default 65,536;
@@ -44,6 +53,8 @@ impl Default for Config {
             cache_mb: 256,
             max_body_bytes: 5 * 1024 * 1024,
             max_batch_events: 1000,
+            body_timeout_secs: 30,
+            max_inflight_body_mb: 256,
             workers: None,
             chunk_events: 65_536,
         }
@@ -84,6 +95,20 @@ impl Config {
                         Error::Config(format!("TALLY_CHUNK_EVENTS: '{v}' is not a number"))
                     })?;
                 }
+                "TALLY_BODY_TIMEOUT_SECS" => {
+                    config.body_timeout_secs = v.parse().map_err(|_| {
+                        Error::Config(format!(
+                            "TALLY_BODY_TIMEOUT_SECS: '{v}' is not a number of seconds"
+                        ))
+                    })?;
+                }
+                "TALLY_MAX_INFLIGHT_BODY_MB" => {
+                    config.max_inflight_body_mb = v.parse().map_err(|_| {
+                        Error::Config(format!(
+                            "TALLY_MAX_INFLIGHT_BODY_MB: '{v}' is not a number of MiB"
+                        ))
+                    })?;
+                }
                 _ => {}
             }
         }
@@ -119,7 +144,24 @@ impl Config {
                 self.chunk_events
             )));
         }
+        if !(1..=3600).contains(&self.body_timeout_secs) {
+            return Err(Error::Config(format!(
+                "body_timeout_secs must be 1 to 3600, not {}",
+                self.body_timeout_secs
+            )));
+        }
+        if self.max_inflight_body_bytes() < self.max_body_bytes {
+            return Err(Error::Config(format!(
+                "max_inflight_body_mb ({} MiB) must hold at least one largest body ({} bytes)",
+                self.max_inflight_body_mb, self.max_body_bytes
+            )));
+        }
         Ok(())
+    }
+
+    /// `max_inflight_body_mb` in bytes.
+    pub fn max_inflight_body_bytes(&self) -> usize {
+        self.max_inflight_body_mb.saturating_mul(1024 * 1024)
     }
 
     /// Where sled keeps its files inside the data directory.
@@ -152,6 +194,33 @@ mod tests {
         assert_eq!(c.data, PathBuf::from("./tally-data"));
         let bad = [("TALLY_CHUNK_EVENTS".to_string(), "many".to_string())];
         assert!(Config::load(None, bad).is_err());
+        let env = [
+            ("TALLY_BODY_TIMEOUT_SECS".to_string(), "7".to_string()),
+            ("TALLY_MAX_INFLIGHT_BODY_MB".to_string(), "64".to_string()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        assert_eq!((c.body_timeout_secs, c.max_inflight_body_mb), (7, 64));
+        let bad = [("TALLY_BODY_TIMEOUT_SECS".to_string(), "1m".to_string())];
+        assert!(Config::load(None, bad).is_err());
+        for (c, field) in [
+            (
+                Config {
+                    body_timeout_secs: 0,
+                    ..Config::default()
+                },
+                "body_timeout_secs",
+            ),
+            (
+                Config {
+                    max_inflight_body_mb: 4,
+                    ..Config::default()
+                },
+                "max_inflight_body_mb",
+            ),
+        ] {
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        }
         let zero = Config {
             chunk_events: 0,
             ..Config::default()

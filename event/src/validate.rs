@@ -493,15 +493,35 @@ fn minify(json: &str) -> (String, usize) {
     let mut in_string = false;
     let mut escaped = false;
     let (mut depth, mut max_depth) = (0usize, 0usize);
-    for c in json.chars() {
+    let mut chars = json.char_indices();
+    while let Some((i, c)) = chars.next() {
         if in_string {
-            out.push(c);
             if escaped {
                 escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
+                // `\u2028` and `\u2029` are kept as the raw characters, so
+                // what is stored (and its size) is the same whether they
+                // arrived raw or escaped, as `tally export` writes them.
+                let separator = match json.get(i..i + 5) {
+                    Some("u2028") => Some('\u{2028}'),
+                    Some("u2029") => Some('\u{2029}'),
+                    _ => None,
+                };
+                if let Some(sep) = separator {
+                    out.pop();
+                    out.push(sep);
+                    for _ in 0..4 {
+                        chars.next();
+                    }
+                } else {
+                    out.push(c);
+                }
+            } else {
+                out.push(c);
+                if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    in_string = false;
+                }
             }
         } else if c == '"' {
             in_string = true;
@@ -543,6 +563,13 @@ mod tests {
             (r#"{"\\":"{[ \"","b":{}}"#.to_string(), 2)
         );
         assert_eq!(minify("{}"), ("{}".to_string(), 1));
+        assert_eq!(
+            minify(r#"{"\u2028" : "a\u2029\\u2028\u0041"}"#),
+            (
+                "{\"\u{2028}\":\"a\u{2029}\\\\u2028\\u0041\"}".to_string(),
+                1
+            )
+        );
     }
 
     #[test]

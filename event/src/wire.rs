@@ -132,6 +132,19 @@ impl Event {
             revenue: self.revenue,
             properties,
         };
-        serde_json::to_string(&line).expect("an event always serializes")
+        let json = serde_json::to_string(&line).expect("an event always serializes");
+        escape_line_separators(json)
     }
+}
+
+/// JSON allows U+2028 and U+2029 raw inside strings, but JavaScript line
+/// splitters (and pre-ES2019 `eval`) end a line there, so an NDJSON line
+/// carries them escaped. Outside strings they cannot occur in JSON, so
+/// replacing every one is exact.
+fn escape_line_separators(json: String) -> String {
+    if !json.contains(['\u{2028}', '\u{2029}']) {
+        return json;
+    }
+    json.replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }

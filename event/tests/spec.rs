@@ -2233,3 +2233,42 @@ fn timestamps_after_year_9999_are_rejected_even_if_the_clock_allows_them() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------- U+2028 / U+2029 in exports
+
+/// JavaScript line splitters (and pre-ES2019 `eval`) treat U+2028 and U+2029
+/// as line ends, so an NDJSON line must never hold them raw (issue 16, 7).
+#[test]
+fn export_lines_escape_line_and_paragraph_separators() {
+    let accepted = accept(
+        "{\"event\":\"a\u{2028}b\",\"user_id\":\"u\u{2029}\",\
+         \"properties\":{\"k\u{2028}\":\"v\u{2029}w\",\"n\":[\"\u{2028}\"]}}",
+    );
+    let line = accepted.to_json_line();
+    assert!(
+        !line.contains('\u{2028}') && !line.contains('\u{2029}'),
+        "raw separator in {line}"
+    );
+    assert!(
+        line.contains(r"a\u2028b") && line.contains(r"u\u2029"),
+        "{line}"
+    );
+    // What was accepted reads back unchanged, and exports the same line.
+    let back = validate(&line).unwrap();
+    assert_eq!(back, accepted);
+    assert_eq!(back.to_json_line(), line);
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["event"], "a\u{2028}b");
+    assert_eq!(v["properties"]["k\u{2028}"], "v\u{2029}w");
+    // An event built in memory with raw separators exports escaped too.
+    let ev = Event {
+        properties: Some("{\"p\":\"\u{2028}\"}".into()),
+        ..accepted
+    };
+    let line = ev.to_json_line();
+    assert!(!line.contains('\u{2028}'), "{line}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&line).unwrap()["properties"]["p"],
+        "\u{2028}"
+    );
+}

@@ -29,6 +29,12 @@ const WEEK: usize = 7;
 /// Days in the monthly window.
 const MONTH: usize = 30;
 
+/// Most days one answer lists (a little over ten years). The answer holds
+/// one entry per day of the range (about 100 bytes of JSON, more in
+/// memory), so without a bound `--from 2000-01-01 --to 9999-12-31` built a
+/// 327 MB answer; a longer range is a bad parameter.
+pub const MAX_DAYS: i64 = 3660;
+
 /// Parameters of `tally active`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveParams {
@@ -42,8 +48,27 @@ impl ActiveParams {
     /// Reads `from` and `to`.
     pub fn from_raw(raw: &mut RawParams, now_ms: i64) -> Result<Self, QueryError> {
         let (from, to) = raw.range(now_ms)?;
+        let (first, last) = listed_days(from, to);
+        let days = last - first + 1;
+        if days > MAX_DAYS {
+            return Err(QueryError::bad(
+                "to",
+                format!(
+                    "the range lists {days} days; active answers at most {MAX_DAYS} days \
+                     (about ten years): narrow --from/--to"
+                ),
+            ));
+        }
         Ok(ActiveParams { from, to })
     }
+}
+
+/// Unix day numbers of the first and last day whose midnight is in
+/// `[from, to)` (first > last when there is none).
+fn listed_days(from: i64, to: i64) -> (i64, i64) {
+    let first = from.div_euclid(DAY_MS) + i64::from(from.rem_euclid(DAY_MS) != 0);
+    let last = (to - 1).div_euclid(DAY_MS);
+    (first, last)
 }
 
 /// One day's numbers.
@@ -74,8 +99,7 @@ const PARALLEL_MIN_ROWS: usize = 1 << 16;
 /// Runs the active-users analysis.
 pub fn run(src: &dyn Source, p: &ActiveParams) -> Result<ActiveResult, QueryError> {
     // Unix day numbers of the first and last listed day.
-    let first = p.from.div_euclid(DAY_MS) + i64::from(p.from.rem_euclid(DAY_MS) != 0);
-    let last = (p.to - 1).div_euclid(DAY_MS);
+    let (first, last) = listed_days(p.from, p.to);
     if first > last {
         return Ok(ActiveResult { days: Vec::new() });
     }

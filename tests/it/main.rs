@@ -7,6 +7,7 @@ mod support;
 mod cli_queries;
 mod crash;
 mod http_ingest;
+mod http_limits;
 mod http_queries;
 mod import_export;
 mod sdk_e2e;

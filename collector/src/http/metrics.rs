@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -26,6 +27,8 @@ pub struct Metrics {
     pub duplicates: Counter,
     /// Request latency by route and status.
     pub latency: Family<RequestLabels, Histogram>,
+    /// Bytes of request bodies reserved right now (see `body::Budget`).
+    pub body_bytes_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -53,8 +56,15 @@ impl Default for Metrics {
             "HTTP request latency",
             latency.clone(),
         );
+        let body_bytes_in_flight = Gauge::default();
+        registry.register(
+            "http_body_bytes_in_flight",
+            "Bytes of request bodies held in memory right now",
+            body_bytes_in_flight.clone(),
+        );
         Metrics {
             registry,
+            body_bytes_in_flight,
             accepted,
             rejected,
             duplicates,

@@ -6,19 +6,24 @@
 
 mod auth;
 mod body;
+mod conn;
 pub mod error;
 pub mod ingest;
 mod metrics;
 mod query;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, Service};
-use actix_web::http::{ConnectionType, StatusCode};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_http::{HttpService, KeepAlive, Protocol};
+use actix_service::{ServiceFactoryExt, fn_service, map_config};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{AppConfig, Server, Service, ServiceResponse};
+use actix_web::http::{ConnectionType, StatusCode, header};
+use actix_web::rt::net::TcpStream;
+use actix_web::{App, HttpRequest, HttpResponse, guard, web};
 use futures_util::FutureExt;
 
 use crate::config::Config;
@@ -26,6 +31,8 @@ use crate::error::Error;
 use crate::keys::Keys;
 use crate::store::writer::WriterHandle;
 use crate::store::{DiskStore, EventStore, StoreOptions, Writer};
+use body::{BodyLimits, Budget};
+use conn::JsonErrors;
 use error::ApiError;
 use metrics::{Metrics, RequestLabels};
 
@@ -36,6 +43,7 @@ pub struct AppState {
     writer: WriterHandle,
     store: Arc<dyn EventStore>,
     metrics: Metrics,
+    body_limits: BodyLimits,
 }
 
 /// A started collector.
@@ -116,17 +124,27 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
         config.read_key.clone(),
     )?;
     let writer = Writer::start(store.clone());
+    let app_metrics = Metrics::default();
+    let body_limits = BodyLimits {
+        max_bytes: config.max_body_bytes,
+        timeout: Duration::from_secs(config.body_timeout_secs),
+        budget: Budget::new(
+            config.max_inflight_body_bytes(),
+            app_metrics.body_bytes_in_flight.clone(),
+        ),
+    };
     let state = web::Data::new(AppState {
         config: config.clone(),
         keys: resolved.keys.clone(),
         writer: writer.handle(),
         store,
-        metrics: Metrics::default(),
+        metrics: app_metrics,
+        body_limits,
     });
     // Set when SIGTERM / SIGINT arrives, before the server stops.
     let stopping = Arc::new(AtomicBool::new(false));
     let stopping_flag = stopping.clone();
-    let mut server = HttpServer::new(move || {
+    let make_app = move || {
         let stopping = stopping_flag.clone();
         App::new()
             .app_data(state.clone())
@@ -135,7 +153,8 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                 let state = req.app_data::<web::Data<AppState>>().cloned();
                 let path = req.match_pattern().unwrap_or_else(|| "unmatched".into());
                 let stopping = stopping.clone();
-                srv.call(req).map(move |mut res| {
+                srv.call(req).map(move |res| {
+                    let mut res = res.map(json_error_body);
                     // While stopping, close each connection after its answer:
                     // a client that keeps sending on a kept-alive connection
                     // would otherwise hold the graceful shutdown open.
@@ -163,7 +182,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
             .service(endpoint("/v1/batch", web::post().to(ingest::batch)))
             .service(
                 web::resource("/v1/{analysis}")
-                    .route(web::get().to(query::analysis))
+                    .route(get_or_head().to(query::analysis))
                     .default_service(web::to(|req: HttpRequest| async move {
                         // Another method on an analysis is 405; any method on
                         // a name that is no endpoint (POST /v1/identify) is 404.
@@ -179,27 +198,79 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                         })
                     })),
             )
-            .service(endpoint("/healthz", web::get().to(healthz)))
-            .service(endpoint("/metrics", web::get().to(metrics)))
+            .service(endpoint("/healthz", get_or_head().to(healthz)))
+            .service(endpoint("/metrics", get_or_head().to(metrics)))
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<HttpResponse, _>(ApiError::NotFound(format!("no endpoint {}", req.path())))
             }))
-    })
-    .shutdown_signal(async move {
-        stop_signal().await;
-        stopping.store(true, Ordering::Relaxed);
-    })
-    .shutdown_timeout(30);
+    };
+    // actix-web's `HttpServer`, but on connections wrapped in `JsonErrors`
+    // (conn.rs) so that the answers actix's HTTP/1 dispatcher writes itself
+    // carry a JSON error body too. Its defaults are kept: listeners on every
+    // address `listen` resolves to (backlog 1024, SO_REUSEADDR), keep-alive
+    // 5 s, 5 s for a request head, 1 s to close.
+    let addrs: Vec<SocketAddr> = config
+        .listen
+        .to_socket_addrs()
+        .map_err(|e| Error::io(format!("resolving {}", config.listen), e))?
+        .collect();
+    let mut builder = Server::build()
+        .shutdown_signal(async move {
+            stop_signal().await;
+            stopping.store(true, Ordering::Relaxed);
+        })
+        .shutdown_timeout(30);
     if let Some(w) = config.workers {
-        server = server.workers(w);
+        builder = builder.workers(w);
     }
-    let server = server
-        .bind(&config.listen)
-        .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
-    let addr = *server
-        .addrs()
-        .first()
-        .ok_or_else(|| Error::Config(format!("{} resolved to no address", config.listen)))?;
+    // Like `HttpServer::bind`: every address that can be bound is served,
+    // and only none at all is an error (`localhost` may resolve to an IPv6
+    // address on a host without IPv6).
+    let mut bound = Vec::new();
+    let mut failed = None;
+    for addr in addrs {
+        let listener = match tcp_listener(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                failed = Some(e);
+                continue;
+            }
+        };
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
+        bound.push(local);
+        let make_app = make_app.clone();
+        builder = builder
+            .listen(format!("tally-{local}"), listener, move || {
+                let app = map_config(make_app(), |_| AppConfig::default());
+                fn_service(|io: TcpStream| async move {
+                    let peer = io.peer_addr().ok();
+                    let _ = io.set_nodelay(true);
+                    Ok((JsonErrors::new(io), Protocol::Http1, peer))
+                })
+                .and_then(
+                    HttpService::build()
+                        .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
+                        .client_request_timeout(Duration::from_secs(5))
+                        .client_disconnect_timeout(Duration::from_secs(1))
+                        .local_addr(local)
+                        .finish(app),
+                )
+            })
+            .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
+    }
+    let addr = match (bound.first(), failed) {
+        (Some(addr), _) => *addr,
+        (None, Some(e)) => return Err(Error::io(format!("listening on {}", config.listen), e)),
+        (None, None) => {
+            return Err(Error::Config(format!(
+                "{} resolved to no address",
+                config.listen
+            )));
+        }
+    };
+    let server = builder;
     Ok(Running {
         addr,
         keys: resolved.keys,
@@ -207,6 +278,19 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
         server: server.run(),
         writer,
     })
+}
+
+/// A listening socket as actix-web's `HttpServer::bind` makes it.
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)?.into_std()
 }
 
 /// Waits for SIGTERM or SIGINT (Ctrl-C); both stop gracefully, letting
@@ -238,6 +322,47 @@ async fn stop_signal() {
     }
 }
 
+/// GET, and HEAD answered like GET without the body (actix leaves the body
+/// out of a HEAD answer).
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+/// Gives a JSON `{"error": "..."}` body to an error answer that has none or
+/// another kind (actix's own answers, such as an extractor's plain-text
+/// 400): SPEC §2 promises one on every non-200 answer. The text, if any,
+/// becomes the message; otherwise the status's reason.
+fn json_error_body<B: MessageBody + 'static>(res: ServiceResponse<B>) -> ServiceResponse<BoxBody> {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return res.map_into_boxed_body();
+    }
+    res.map_body(|head, body| {
+        let message = body
+            .try_into_bytes()
+            .ok()
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("request failed")
+                    .to_string()
+            });
+        head.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        BoxBody::new(serde_json::json!({ "error": message }).to_string())
+    })
+}
+
 fn endpoint(path: &'static str, route: actix_web::Route) -> actix_web::Resource {
     web::resource(path)
         .route(route)
@@ -266,4 +391,54 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    async fn answer(res: HttpResponse) -> (StatusCode, String, String) {
+        let res = json_error_body(TestRequest::default().to_srv_response(res));
+        let ctype = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let status = res.status();
+        let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        (status, ctype, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[actix_web::test]
+    async fn error_answers_without_a_json_body_get_one() {
+        for (res, message) in [
+            (HttpResponse::BadRequest().finish(), "Bad Request"),
+            (
+                HttpResponse::NotFound()
+                    .content_type("text/plain")
+                    .body("no such thing\n"),
+                "no such thing",
+            ),
+            (
+                HttpResponse::InternalServerError().finish(),
+                "Internal Server Error",
+            ),
+        ] {
+            let status = res.status();
+            let (got, ctype, body) = answer(res).await;
+            assert_eq!(got, status);
+            assert_eq!(ctype, "application/json");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v, serde_json::json!({ "error": message }));
+        }
+        // JSON errors and successes are left as they are.
+        let (_, _, body) =
+            answer(HttpResponse::BadRequest().json(serde_json::json!({"error": "x"}))).await;
+        assert_eq!(body, r#"{"error":"x"}"#);
+        let (_, ctype, body) =
+            answer(HttpResponse::Ok().content_type("text/plain").body("ok")).await;
+        assert_eq!((ctype.as_str(), body.as_str()), ("text/plain", "ok"));
+    }
 }

@@ -45,6 +45,28 @@ fn params_and_defaults() {
     assert!(ActiveParams::from_raw(&mut raw, 0).is_err());
 }
 
+/// Regression (issue 16, 6): the answer has one entry per day, so a range
+/// of millennia built hundreds of megabytes. At most 3,660 days are listed.
+#[test]
+fn more_than_3660_days_is_a_bad_parameter() {
+    assert_eq!(active::MAX_DAYS, 3660);
+    let from_raw = |from: &str, to: &str| {
+        ActiveParams::from_raw(&mut RawParams::new([("from", from), ("to", to)]), 0)
+    };
+    // 2016-01-01 + 3660 days = 2026-01-08; a `from` after midnight does not
+    // list its own day.
+    assert!(from_raw("2016-01-01", "2026-01-08").is_ok());
+    assert!(from_raw("2016-01-01T00:00:01Z", "2026-01-09").is_ok());
+    for (from, to) in [
+        ("2016-01-01", "2026-01-09"),
+        ("2016-01-01", "2026-01-08T00:00:01Z"),
+        ("2000-01-01", "9999-12-31"),
+    ] {
+        let err = from_raw(from, to).unwrap_err().to_string();
+        assert!(err.starts_with("--to: ") && err.contains("3660"), "{err}");
+    }
+}
+
 #[test]
 fn windows_reach_back_before_from() {
     let r = run(
