@@ -61,7 +61,11 @@ impl Query {
             Query::Activation(p) => activation::run(src, p)?.render(format),
             Query::Retention(p) => retention::run(src, p)?.render(format),
             Query::Lifecycle(p) => lifecycle::run(src, p)?.render(format),
-            Query::Active(p) => active::run(src, p)?.render(format),
+            Query::Active(p) => {
+                let mut r = active::run(src, p)?;
+                r.mark_today(tally_event::time::now_ms());
+                r.render(format)
+            }
         })
     }
 }
@@ -90,7 +94,12 @@ pub fn render_json(name: &str, json: &str, format: Format) -> Result<String, Str
         "activation" => parse::<activation::ActivationResult>(json, format),
         "retention" => parse::<retention::RetentionResult>(json, format),
         "lifecycle" => parse::<lifecycle::LifecycleResult>(json, format),
-        "active" => parse::<active::ActiveResult>(json, format),
+        "active" => serde_json::from_str::<active::ActiveResult>(json)
+            .map(|mut r| {
+                r.mark_today(tally_event::time::now_ms());
+                r.render(format)
+            })
+            .map_err(|e| format!("unexpected answer from the collector: {e}")),
         other => Err(format!("unknown analysis '{other}'")),
     }
 }

@@ -146,6 +146,10 @@ struct ActivationArgs {
     /// Within how long of the start [default: 30d]
     #[arg(long, allow_hyphen_values = true)]
     within: Option<String>,
+    /// Persons whose start + within is at or before this time are mature
+    /// (a date or RFC 3339) [default: now]
+    #[arg(long)]
+    as_of: Option<String>,
     #[command(flatten)]
     q: QueryArgs,
 }
@@ -251,6 +255,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
                 ("event", a.event),
                 ("count", a.count),
                 ("within", a.within),
+                ("as-of", a.as_of),
             ],
         ),
         Command::Retention(a) => analysis(
