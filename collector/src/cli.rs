@@ -388,6 +388,9 @@ fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
         })?
     };
     bar.finish_and_clear();
+    for w in summary.warnings() {
+        eprintln!("warning: {w}");
+    }
     match format {
         // A closed pipe (`tally import f | head`) is not an error worth a panic.
         Format::Json => {

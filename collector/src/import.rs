@@ -5,7 +5,7 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 use serde::Serialize;
-use tally_event::{Event, time::now_ms, validate_event_json};
+use tally_event::{Defaulted, Event, time::now_ms, validate_event_json_defaults};
 
 use crate::error::Error;
 use crate::store::{EventStore, Outcome};
@@ -26,6 +26,14 @@ pub struct ImportSummary {
     pub rejected: u64,
     /// The first rejected lines, in file order.
     pub errors: Vec<LineError>,
+    /// Valid lines without an `id` (one was generated, so importing the
+    /// file again stores them again). Not part of the JSON summary: a
+    /// warning on stderr.
+    #[serde(skip)]
+    pub without_id: u64,
+    /// Valid lines without a `timestamp` (they got the import time).
+    #[serde(skip)]
+    pub without_timestamp: u64,
 }
 
 /// One rejected line.
@@ -60,6 +68,8 @@ pub fn import(
             summary.duplicates += dup;
             summary.accepted += outcomes.len() as u64 - dup;
             summary.rejected += chunk.errors.len() as u64;
+            summary.without_id += chunk.without_id;
+            summary.without_timestamp += chunk.without_timestamp;
             let room = MAX_LISTED_ERRORS.saturating_sub(summary.errors.len());
             summary.errors.extend(chunk.errors.into_iter().take(room));
         }
@@ -73,6 +83,8 @@ pub fn import(
 struct Chunk {
     events: Vec<Event>,
     errors: Vec<LineError>,
+    without_id: u64,
+    without_timestamp: u64,
 }
 
 fn read_chunks(
@@ -103,18 +115,24 @@ fn read_chunks(
             return;
         }
         let received_at = now_ms();
-        let results: Vec<(u64, Option<Result<Event, String>>)> = lines
+        let results: Vec<(u64, Option<LineResult>)> = lines
             .par_iter()
             .map(|(n, buf)| (*n, validate_line(buf, received_at)))
             .collect();
         let mut chunk = Chunk {
             events: Vec::with_capacity(results.len()),
             errors: Vec::new(),
+            without_id: 0,
+            without_timestamp: 0,
         };
         for (line, r) in results {
             match r {
                 None => {}
-                Some(Ok(e)) => chunk.events.push(e),
+                Some(Ok((e, defaulted))) => {
+                    chunk.without_id += u64::from(defaulted.id);
+                    chunk.without_timestamp += u64::from(defaulted.timestamp);
+                    chunk.events.push(e);
+                }
                 Some(Err(error)) => chunk.errors.push(LineError { line, error }),
             }
         }
@@ -126,7 +144,10 @@ fn read_chunks(
 }
 
 /// `None` for a blank line.
-fn validate_line(buf: &[u8], received_at: i64) -> Option<Result<Event, String>> {
+/// A valid line's event and which fields it lacked, or why it is rejected.
+type LineResult = Result<(Event, Defaulted), String>;
+
+fn validate_line(buf: &[u8], received_at: i64) -> Option<LineResult> {
     let text = match std::str::from_utf8(buf) {
         // A byte order mark (files saved by some Windows editors) is not content.
         Ok(t) => t.trim_start_matches('\u{feff}').trim(),
@@ -140,10 +161,37 @@ fn validate_line(buf: &[u8], received_at: i64) -> Option<Result<Event, String>> 
     if text.is_empty() {
         return None;
     }
-    Some(validate_event_json(text, received_at).map_err(|e| e.to_string()))
+    Some(validate_event_json_defaults(text, received_at).map_err(|e| e.to_string()))
 }
 
 impl ImportSummary {
+    /// Warnings about lines stored with defaults, for stderr; empty when
+    /// every line had its own `id` and `timestamp`.
+    pub fn warnings(&self) -> Vec<String> {
+        let lines = |n: u64| {
+            if n == 1 {
+                "1 line".to_string()
+            } else {
+                format!("{n} lines")
+            }
+        };
+        let mut w = Vec::new();
+        if self.without_id > 0 {
+            w.push(format!(
+                "{} had no \"id\": each got a new one, so importing this file again will \
+                 store them again (give every line an id to make re-imports safe)",
+                lines(self.without_id)
+            ));
+        }
+        if self.without_timestamp > 0 {
+            w.push(format!(
+                "{} had no \"timestamp\": they got the time of this import",
+                lines(self.without_timestamp)
+            ));
+        }
+        w
+    }
+
     /// The human summary printed by `--format table`.
     pub fn table(&self) -> String {
         let mut s = format!(

@@ -52,6 +52,25 @@ impl fmt::Display for ValidationError {
 /// default timestamp and the reference for skew correction and the
 /// "not more than 1 hour in the future" rule.
 pub fn validate_event_json(text: &str, received_at: i64) -> Result<Event, ValidationError> {
+    validate_event_json_defaults(text, received_at).map(|(e, _)| e)
+}
+
+/// Which optional fields of a valid event were filled in by the collector
+/// rather than sent (`tally import` warns about them: an id it made up
+/// makes a re-import store the line again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Defaulted {
+    /// No `id` was given: one was generated.
+    pub id: bool,
+    /// No `timestamp` was given: the time received was used.
+    pub timestamp: bool,
+}
+
+/// Like [`validate_event_json`], also telling which fields were defaulted.
+pub fn validate_event_json_defaults(
+    text: &str,
+    received_at: i64,
+) -> Result<(Event, Defaulted), ValidationError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let fields = match de
         .deserialize_map(FieldsVisitor)
@@ -65,7 +84,11 @@ pub fn validate_event_json(text: &str, received_at: i64) -> Result<Event, Valida
         }
         Err(e) => return Err(ValidationError::one(format!("malformed JSON: {e}"))),
     };
-    fields.validate(received_at)
+    let defaulted = Defaulted {
+        id: fields.id.is_none(),
+        timestamp: fields.timestamp.is_none(),
+    };
+    fields.validate(received_at).map(|e| (e, defaulted))
 }
 
 /// Validates one event already split out of a batch.

@@ -66,6 +66,29 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 /// Asserts a 200 ingest answer has exactly the SPEC shape and returns
 /// (accepted, duplicates, rejected as index -> error).
+/// The 400 of `/v1/track` for its one rejected event (SPEC §2):
+/// `{"error": "...", "rejected": [{"index": 0, "error": "..."}]}`; returns
+/// the rejection's message.
+fn track_rejection(status: u16, body: &Value) -> String {
+    assert_eq!(status, 400, "expected 400, got {status}: {body}");
+    let keys: BTreeSet<&str> = body
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {body}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, BTreeSet::from(["error", "rejected"]), "{body}");
+    let rejected = body["rejected"].as_array().expect("rejected is an array");
+    assert_eq!(rejected.len(), 1, "{body}");
+    assert_eq!(rejected[0]["index"], 0, "{body}");
+    let message = rejected[0]["error"].as_str().expect("error is a string");
+    assert!(
+        body["error"].as_str().unwrap().contains(message),
+        "the top-level error names the reason: {body}"
+    );
+    message.to_string()
+}
+
 fn ingest_answer(status: u16, body: &Value) -> (u64, u64, BTreeMap<u64, String>) {
     assert_eq!(status, 200, "expected 200, got {status}: {body}");
     let obj = body
@@ -779,15 +802,18 @@ fn track_takes_one_event() {
     let mut server = Server::start(dir.path());
     let (status, body) = post_json(&server.url, "/v1/track", &valid(1));
     assert_eq!(ingest_answer(status, &body), (1, 0, BTreeMap::new()));
-    // An invalid event is a 200 with a rejection at index 0, not stored.
+    // An invalid event is a 400 (SPEC §2) with an error and the rejection
+    // at index 0, and is not stored.
     let (status, body) = post_json(
         &server.url,
         "/v1/track",
         &json!({"id": uuid_n(2), "event": "x"}),
     );
-    let (accepted, duplicates, rejected) = ingest_answer(status, &body);
-    assert_eq!((accepted, duplicates), (0, 0));
-    assert!(rejected[&0].contains("user_id"), "{body}");
+    let rejected = track_rejection(status, &body);
+    assert!(rejected.contains("user_id"), "{body}");
+    // A duplicate is still a 200: the event is stored.
+    let (status, body) = post_json(&server.url, "/v1/track", &valid(1));
+    assert_eq!(ingest_answer(status, &body), (0, 1, BTreeMap::new()));
     // Without an id, the collector assigns one; without a timestamp, the
     // time received is used.
     let before = now_ms();
@@ -800,9 +826,7 @@ fn track_takes_one_event() {
     let after = now_ms();
     // A batch-shaped body on /v1/track is not an event.
     let (status, body) = post_json(&server.url, "/v1/track", &json!({"batch": [valid(3)]}));
-    let (accepted, _, rejected) = ingest_answer(status, &body);
-    assert_eq!(accepted, 0);
-    assert!(rejected[&0].contains("batch"), "{body}");
+    assert!(track_rejection(status, &body).contains("batch"), "{body}");
     assert!(server.terminate().success());
     let events = export_events(dir.path(), &[]);
     assert_eq!(events.len(), 2, "{events:?}");
@@ -884,9 +908,7 @@ fn unknown_top_level_fields_are_rejected_by_name() {
         "/v1/track",
         &json!({"id": uuid_n(4), "event": "x", "user_id": "u", "name": "n"}),
     );
-    let (accepted, _, rejected) = ingest_answer(status, &body);
-    assert_eq!(accepted, 0);
-    assert!(rejected[&0].contains("name"), "{body}");
+    assert!(track_rejection(status, &body).contains("name"), "{body}");
     assert!(server.terminate().success());
     assert!(export_ids(dir.path()).is_empty());
 }

@@ -577,3 +577,50 @@ fn import_and_export_exit_1_when_a_collector_holds_the_data_dir() {
     // Nothing was imported behind the collector's back.
     assert!(export_ids(&data).is_empty());
 }
+
+/// Issue 9, item 2: lines stored with a generated id or the import time as
+/// their timestamp are worth a warning, since a re-import duplicates them.
+#[test]
+fn import_warns_about_lines_without_id_or_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("events.ndjson");
+    // Line 1: complete; 2 and 3: no id; 4: no timestamp; 5: id null (absent).
+    write_ndjson(
+        &file,
+        &[
+            ev(1),
+            json!({"event": "signup", "user_id": "a", "timestamp": "2026-10-05T10:00:00Z"}),
+            json!({"event": "signup", "user_id": "b", "timestamp": "2026-10-05T10:00:00Z"}),
+            json!({"id": uuid_n(4), "event": "signup", "user_id": "c"}),
+            json!({"id": null, "event": "signup", "user_id": "d",
+                   "timestamp": "2026-10-05T10:00:00Z"}),
+        ],
+    );
+    let out = import(&data, &file, &["--format", "json"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: 3 lines had no \"id\"")
+            && stderr.contains("importing this file again will store them again"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: 1 line had no \"timestamp\"")
+            && stderr.contains("time of this import"),
+        "{stderr}"
+    );
+    // The JSON summary keeps exactly the SPEC shape.
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary,
+        json!({"accepted": 5, "duplicates": 0, "rejected": 0, "errors": []})
+    );
+    // Lines with both: no warning.
+    let file = dir.path().join("complete.ndjson");
+    write_ndjson(&file, &[ev(10), ev(11)]);
+    let out = import(&data, &file, &[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

@@ -58,7 +58,8 @@ pub async fn batch(
             state.config.max_batch_events
         )));
     }
-    ingest(&state, &parsed.batch).await
+    let answer = ingest(&state, &parsed.batch).await?;
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// `POST /v1/track`: one event object.
@@ -76,7 +77,17 @@ pub async fn track(
             "body must be one event object; send arrays to /v1/batch as {\"batch\": [...]}".into(),
         ));
     }
-    ingest(&state, &[raw]).await
+    let answer = ingest(&state, &[raw]).await?;
+    // SPEC §2: the one event rejected is a 400 (so `curl -f` and scripts
+    // notice), with the rejection in the same shape as a batch's. A
+    // duplicate is still a 200: the event is stored.
+    if let Some(r) = answer.rejected.first() {
+        return Ok(HttpResponse::BadRequest().json(serde_json::json!({
+            "error": format!("the event was rejected: {}", r.error),
+            "rejected": answer.rejected,
+        })));
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// Checks the write key before reading anything, then reads the body
@@ -97,7 +108,7 @@ fn utf8(body: &[u8]) -> Result<&str, ApiError> {
 }
 
 /// Validates every event, stores the valid ones, and answers for all.
-async fn ingest(state: &AppState, raw: &[&RawValue]) -> Result<HttpResponse, ApiError> {
+async fn ingest(state: &AppState, raw: &[&RawValue]) -> Result<IngestAnswer, ApiError> {
     let received_at = now_ms();
     let mut events: Vec<Event> = Vec::with_capacity(raw.len());
     let mut rejected = Vec::new();
@@ -127,5 +138,5 @@ async fn ingest(state: &AppState, raw: &[&RawValue]) -> Result<HttpResponse, Api
     state.metrics.accepted.inc_by(answer.accepted as u64);
     state.metrics.duplicates.inc_by(answer.duplicates as u64);
     state.metrics.rejected.inc_by(answer.rejected.len() as u64);
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(answer)
 }
