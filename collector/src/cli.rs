@@ -39,6 +39,9 @@ enum Command {
     Lifecycle(LifecycleArgs),
     /// Daily, weekly and monthly active users.
     Active(ActiveArgs),
+    /// What is in the store: each event's count, users, first and last
+    /// time and property names (all time unless --from/--to/--last).
+    Events(EventsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +92,10 @@ struct ExportArgs {
     /// Only events before this time (date or RFC 3339)
     #[arg(long)]
     to: Option<String>,
+    /// Only the last N whole days (30d) or weeks (2w) up to the end of
+    /// today, instead of --from/--to
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    last: Option<String>,
     /// Write to this file instead of standard output
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -118,6 +125,10 @@ struct QueryArgs {
     /// End of the range (exclusive)
     #[arg(long)]
     to: Option<String>,
+    /// The last N whole days (30d) or weeks (2w) up to the end of today,
+    /// instead of --from/--to
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    last: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +194,12 @@ struct LifecycleArgs {
 
 #[derive(Debug, Args)]
 struct ActiveArgs {
+    #[command(flatten)]
+    q: QueryArgs,
+}
+
+#[derive(Debug, Args)]
+struct EventsArgs {
     #[command(flatten)]
     q: QueryArgs,
 }
@@ -271,6 +288,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         ),
         Command::Lifecycle(a) => analysis("lifecycle", &a.q, vec![]),
         Command::Active(a) => analysis("active", &a.q, vec![]),
+        Command::Events(a) => analysis("events", &a.q, vec![]),
     }
 }
 
@@ -414,8 +432,11 @@ fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
             parse_date_or_rfc3339(&v).map_err(|m| Failure::Usage(format!("--{flag}: {m}")))
         })
     };
-    let from = time("from", a.from, i64::MIN)?;
-    let to = time("to", a.to, i64::MAX)?;
+    let (from, to) = match &a.last {
+        Some(last) => tally_query::params::last_range(last, tally_event::time::now_ms())
+            .map_err(|m| Failure::Usage(format!("--last: {m}")))?,
+        None => (time("from", a.from, i64::MIN)?, time("to", a.to, i64::MAX)?),
+    };
     let store = open_existing(&a.data)?;
     let mut out: Box<dyn Write> = match &a.output {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -441,7 +462,7 @@ fn analysis(
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
         .collect();
-    for (k, v) in [("from", &q.from), ("to", &q.to)] {
+    for (k, v) in [("from", &q.from), ("to", &q.to), ("last", &q.last)] {
         if let Some(v) = v {
             pairs.push((k.to_string(), v.clone()));
         }
@@ -459,8 +480,11 @@ fn analysis(
             let key = q.key.as_deref().ok_or_else(|| {
                 Failure::Usage("--key (or TALLY_READ_KEY) is required with --server".into())
             })?;
-            let json = remote(server, key, name, &pairs)?;
-            crate::analysis::render_json(name, &json, format).map_err(Failure::Failed)?
+            let (json, warnings) = remote(server, key, name, &pairs)?;
+            crate::analysis::Answer {
+                body: crate::analysis::render_json(name, &json, format).map_err(Failure::Failed)?,
+                warnings,
+            }
         }
         None => {
             let data = q
@@ -474,8 +498,11 @@ fn analysis(
             query.run(&store, format)?
         }
     };
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.write_all(out.body.as_bytes());
     if format == Format::Table && !std::io::stdout().is_terminal() {
         let _ = stdout.flush();
     }
@@ -483,12 +510,13 @@ fn analysis(
 }
 
 /// Asks a running collector; a 400 is the user's mistake (exit 2).
+/// Returns the answer and its warnings.
 fn remote(
     server: &str,
     key: &str,
     name: &str,
     pairs: &[(String, String)],
-) -> Result<String, Failure> {
+) -> Result<(String, Vec<String>), Failure> {
     let url = format!("{}/v1/{name}", server.trim_end_matches('/'));
     let client = reqwest::blocking::Client::new();
     let resp = client
@@ -498,11 +526,17 @@ fn remote(
         .send()
         .map_err(|e| Failure::Failed(format!("asking {url}: {e}")))?;
     let status = resp.status();
+    let warnings: Vec<String> = resp
+        .headers()
+        .get(crate::http::query::WARNING_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default();
     let body = resp
         .text()
         .map_err(|e| Failure::Failed(format!("reading the answer of {url}: {e}")))?;
     if status.is_success() {
-        return Ok(body);
+        return Ok((body, warnings));
     }
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()

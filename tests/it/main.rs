@@ -4,6 +4,7 @@
 
 mod support;
 
+mod catalog;
 mod cli_queries;
 mod crash;
 mod http_ingest;

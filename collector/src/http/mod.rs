@@ -9,7 +9,7 @@ mod body;
 pub mod error;
 pub mod ingest;
 mod metrics;
-mod query;
+pub mod query;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

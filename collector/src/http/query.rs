@@ -1,4 +1,4 @@
-//! `GET /v1/{funnel,retention,activation,lifecycle,active}`.
+//! `GET /v1/{funnel,retention,activation,lifecycle,active,events}`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -36,16 +36,39 @@ pub async fn analysis(
     }
     pairs.retain(|(k, _)| k != "format");
     let store = state.store.clone();
-    let json = web::block(move || crate::analysis::run_json(&name, pairs, &*store))
+    let answer = web::block(move || crate::analysis::run_json(&name, pairs, &*store))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| match e {
             tally_query::QueryError::BadParam { .. } => ApiError::BadRequest(e.to_string()),
             tally_query::QueryError::Source(m) => ApiError::Internal(m),
         })?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(json))
+    let mut resp = HttpResponse::Ok();
+    resp.content_type("application/json");
+    if !answer.warnings.is_empty() {
+        resp.insert_header((WARNING_HEADER, ascii_json(&answer.warnings)));
+    }
+    Ok(resp.body(answer.body))
+}
+
+/// The header that carries an answer's warnings (an event name never seen)
+/// as a JSON array of strings; `tally --server` prints them on stderr.
+pub const WARNING_HEADER: &str = "Tally-Warning";
+
+/// JSON with every non-ASCII character escaped, as a header value must be.
+fn ascii_json(v: &[String]) -> String {
+    let json = serde_json::to_string(v).expect("strings serialize");
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// In a query string `+` decodes to a space, so an unencoded
