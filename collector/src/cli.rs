@@ -229,7 +229,10 @@ impl From<QueryError> for Failure {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_failure(e),
+    };
     init_logging(matches!(cli.command, Command::Serve(_)));
     match run(cli.command) {
         Ok(code) => code,
@@ -242,6 +245,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Prints clap's message (help and version included) with a hint for the
+/// flags people bring from other tools, and picks the exit code.
+fn clap_failure(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let _ = e.print();
+    if e.kind() == ErrorKind::UnknownArgument
+        && let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg)
+        && (arg == "--port" || arg.starts_with("--port=") || arg == "-p")
+    {
+        eprintln!(
+            "\nTally takes an address, not a port: use --listen ADDR, e.g. \
+             `tally serve --listen 127.0.0.1:9000` (or 0.0.0.0:9000 for every interface)"
+        );
+    }
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
 }
 
 fn init_logging(serving: bool) {
@@ -517,14 +537,14 @@ fn remote(
     name: &str,
     pairs: &[(String, String)],
 ) -> Result<(String, Vec<String>), Failure> {
-    let url = format!("{}/v1/{name}", server.trim_end_matches('/'));
+    let url = format!("{}/v1/{name}", server_base(server)?);
     let client = reqwest::blocking::Client::new();
     let resp = client
         .get(&url)
         .bearer_auth(key)
         .query(pairs)
         .send()
-        .map_err(|e| Failure::Failed(format!("asking {url}: {e}")))?;
+        .map_err(|e| request_failure(&url, &e))?;
     let status = resp.status();
     let warnings: Vec<String> = resp
         .headers()
@@ -548,5 +568,41 @@ fn remote(
         Err(Failure::Failed(format!(
             "{url} answered {status}: {message}"
         )))
+    }
+}
+
+/// `--server` as a base URL without a trailing slash; a bare `host:port`
+/// is a usage error that says to add the scheme.
+fn server_base(server: &str) -> Result<String, Failure> {
+    let server = server.trim();
+    if !server.contains("://") {
+        return Err(Failure::Usage(format!(
+            "--server: '{server}' has no scheme; add http:// (e.g. --server http://{server})"
+        )));
+    }
+    match reqwest::Url::parse(server) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {
+            Ok(server.trim_end_matches('/').to_string())
+        }
+        Ok(u) => Err(Failure::Usage(format!(
+            "--server: unsupported scheme '{}' in '{server}' (expected http:// or https://)",
+            u.scheme()
+        ))),
+        Err(e) => Err(Failure::Usage(format!(
+            "--server: '{server}' is not a URL ({e})"
+        ))),
+    }
+}
+
+/// A request that got no answer, said in the user's terms.
+fn request_failure(url: &str, e: &reqwest::Error) -> Failure {
+    if e.is_connect() {
+        Failure::Failed(format!(
+            "connection refused at {url} (is `tally serve` running?)"
+        ))
+    } else if e.is_timeout() {
+        Failure::Failed(format!("{url} did not answer in time"))
+    } else {
+        Failure::Failed(format!("asking {url}: {e}"))
     }
 }

@@ -211,7 +211,22 @@ impl Fields<'_> {
                         .and_then(|skew| ts.checked_add(skew)),
                     None => Some(ts),
                 };
-                check(fail, "timestamp", check_bounds(corrected, received_at))
+                let bounded = check_bounds(corrected, received_at).map_err(|e| {
+                    // A small integer is almost always Unix seconds.
+                    if sent_at.is_none() && looks_like_seconds(raw) {
+                        format!(
+                            "{} is before 2000-01-01: {} looks like Unix seconds, but \
+                             integers are Unix milliseconds (expected milliseconds, \
+                             {} for that many seconds, or an RFC 3339 string)",
+                            format_rfc3339(ts),
+                            raw.get(),
+                            ts.saturating_mul(1000)
+                        )
+                    } else {
+                        e
+                    }
+                });
+                check(fail, "timestamp", bounded)
             }),
         };
 
@@ -362,6 +377,14 @@ fn parse_time(raw: &RawValue) -> Result<i64, String> {
         });
     }
     Err(format!("must not be {} (expected {TIME_FORM})", kind(raw)))
+}
+
+/// A JSON integer below 10^11: as milliseconds that is before 1973, as
+/// seconds anything up to the year 5138.
+fn looks_like_seconds(raw: &RawValue) -> bool {
+    raw.get()
+        .parse::<i64>()
+        .is_ok_and(|n| (1..100_000_000_000).contains(&n))
 }
 
 fn check_bounds(ts: Option<i64>, received_at: i64) -> Result<i64, String> {

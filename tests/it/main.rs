@@ -10,6 +10,7 @@ mod crash;
 mod http_ingest;
 mod http_queries;
 mod import_export;
+mod messages;
 mod sdk_e2e;
 mod store_failure;
 mod store_fixture;

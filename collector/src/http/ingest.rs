@@ -46,6 +46,13 @@ pub async fn batch(
 ) -> Result<HttpResponse, ApiError> {
     let body = authorized_body(&req, payload, &state).await?;
     let text = utf8(&body)?;
+    if text.trim_start().starts_with('[') {
+        return Err(ApiError::BadRequest(
+            "body must be a JSON object {\"batch\": [event, ...]}, not a bare array: \
+             wrap the events as {\"batch\": [...]}"
+                .into(),
+        ));
+    }
     let parsed: BatchBody<'_> = serde_json::from_str(text).map_err(|e| {
         ApiError::BadRequest(format!(
             "body must be a JSON object {{\"batch\": [event, ...]}}: {e}"
