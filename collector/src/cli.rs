@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use tally_event::time::parse_date_or_rfc3339;
+use tally_event::time::{format_rfc3339, parse_date_or_rfc3339};
 use tally_query::{Format, QueryError};
 
 use crate::config::Config;
@@ -73,6 +73,13 @@ struct ImportArgs {
     /// Data directory
     #[arg(long, default_value = "./tally-data")]
     data: PathBuf,
+    /// Send the events to a running collector instead, e.g.
+    /// http://127.0.0.1:8080 (batches to /v1/batch, retried until acknowledged)
+    #[arg(long, conflicts_with = "data")]
+    server: Option<String>,
+    /// Write key of the collector (with --server)
+    #[arg(long, env = "TALLY_WRITE_KEY", hide_env_values = true)]
+    key: Option<String>,
     /// Summary format: table or json
     #[arg(long, default_value = "table")]
     format: String,
@@ -86,6 +93,12 @@ struct ExportArgs {
     /// Data directory
     #[arg(long, default_value = "./tally-data")]
     data: PathBuf,
+    /// Export from a running collector instead, e.g. http://127.0.0.1:8080
+    #[arg(long, conflicts_with = "data")]
+    server: Option<String>,
+    /// Read key of the collector (with --server)
+    #[arg(long, env = "TALLY_READ_KEY", hide_env_values = true)]
+    key: Option<String>,
     /// Only events at or after this time (date or RFC 3339)
     #[arg(long)]
     from: Option<String>,
@@ -217,6 +230,15 @@ impl From<Error> for Failure {
         match e {
             Error::Query(QueryError::BadParam { .. }) => Failure::Usage(e.to_string()),
             other => Failure::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::remote::RemoteError> for Failure {
+    fn from(e: crate::remote::RemoteError) -> Self {
+        match e {
+            crate::remote::RemoteError::Usage(m) => Failure::Usage(m),
+            crate::remote::RemoteError::Failed(m) => Failure::Failed(m),
         }
     }
 }
@@ -373,6 +395,15 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
         println!("tally listening on {url} (data in {})", data.display());
         let _ = std::io::stdout().flush();
         running.wait().await
+    })
+    .map_err(|e| match e {
+        // The default message suggests --server, which serve does not take.
+        Error::Locked { path } => Failure::Failed(format!(
+            "the data directory {} is in use by another process (another `tally serve`?); \
+             stop it, or give this one its own --data DIR",
+            path.display()
+        )),
+        other => other.into(),
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -400,7 +431,28 @@ fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
             "--format: import prints table or json".into(),
         ));
     }
-    let store = DiskStore::open(&Config::store_dir(&a.data), &StoreOptions::default())?;
+    let store = match &a.server {
+        Some(_) => None,
+        None => Some(
+            DiskStore::open(&Config::store_dir(&a.data), &StoreOptions::default()).map_err(
+                |e| match e {
+                    Error::Locked { path } => Failure::Failed(format!(
+                        "the data directory {} is in use by another process (is `tally serve` \
+                         running?); send the file to it with `tally import FILE --server URL \
+                         --key WRITE_KEY` instead",
+                        path.display()
+                    )),
+                    other => other.into(),
+                },
+            )?,
+        ),
+    };
+    let key = match &a.server {
+        Some(_) => Some(a.key.clone().ok_or_else(|| {
+            Failure::Usage("--key (or TALLY_WRITE_KEY) is required with --server".into())
+        })?),
+        None => None,
+    };
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
@@ -409,21 +461,23 @@ fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let summary = if a.file.as_os_str() == "-" {
-        crate::import::import(
-            BufReader::with_capacity(1 << 20, std::io::stdin()),
-            &store,
-            &|n| bar.set_position(n),
-        )?
+    let input: Box<dyn std::io::Read + Send> = if a.file.as_os_str() == "-" {
+        Box::new(std::io::stdin())
     } else {
         let file = std::fs::File::open(&a.file)
             .map_err(|e| Error::io(format!("opening {}", a.file.display()), e))?;
         if let Ok(m) = file.metadata() {
             bar.set_length(m.len());
         }
-        crate::import::import(BufReader::with_capacity(1 << 20, file), &store, &|n| {
-            bar.set_position(n)
-        })?
+        Box::new(file)
+    };
+    let input = BufReader::with_capacity(1 << 20, input);
+    let summary = match (&store, &a.server, &key) {
+        (Some(store), _, _) => crate::import::import(input, store, &|n| bar.set_position(n))?,
+        (None, Some(server), Some(key)) => {
+            crate::remote::import(input, server, key, &|n| bar.set_position(n))?
+        }
+        _ => unreachable!("a store or a server and key"),
     };
     bar.finish_and_clear();
     for w in summary.warnings() {
@@ -457,7 +511,6 @@ fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
             .map_err(|m| Failure::Usage(format!("--last: {m}")))?,
         None => (time("from", a.from, i64::MIN)?, time("to", a.to, i64::MAX)?),
     };
-    let store = open_existing(&a.data)?;
     let mut out: Box<dyn Write> = match &a.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -465,6 +518,28 @@ fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    if let Some(server) = &a.server {
+        let key = a.key.as_deref().ok_or_else(|| {
+            Failure::Usage("--key (or TALLY_READ_KEY) is required with --server".into())
+        })?;
+        let mut pairs = Vec::new();
+        if from != i64::MIN {
+            pairs.push(("from", format_rfc3339(from)));
+        }
+        if to != i64::MAX {
+            pairs.push(("to", format_rfc3339(to)));
+        }
+        crate::remote::export(server, key, &pairs, &mut out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = open_existing(&a.data).map_err(|e| match e {
+        Error::Locked { path } => Failure::Failed(format!(
+            "the data directory {} is in use by another process (is `tally serve` running?); \
+             export from it with --server URL --key READ_KEY instead",
+            path.display()
+        )),
+        other => other.into(),
+    })?;
     crate::export::export(&store, from, to, &mut out)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -537,14 +612,17 @@ fn remote(
     name: &str,
     pairs: &[(String, String)],
 ) -> Result<(String, Vec<String>), Failure> {
-    let url = format!("{}/v1/{name}", server_base(server)?);
+    let url = format!(
+        "{}/v1/{name}",
+        crate::remote::server_base(server).map_err(Failure::from)?
+    );
     let client = reqwest::blocking::Client::new();
     let resp = client
         .get(&url)
         .bearer_auth(key)
         .query(pairs)
         .send()
-        .map_err(|e| request_failure(&url, &e))?;
+        .map_err(|e| Failure::Failed(crate::remote::request_failure(&url, &e)))?;
     let status = resp.status();
     let warnings: Vec<String> = resp
         .headers()
@@ -568,41 +646,5 @@ fn remote(
         Err(Failure::Failed(format!(
             "{url} answered {status}: {message}"
         )))
-    }
-}
-
-/// `--server` as a base URL without a trailing slash; a bare `host:port`
-/// is a usage error that says to add the scheme.
-fn server_base(server: &str) -> Result<String, Failure> {
-    let server = server.trim();
-    if !server.contains("://") {
-        return Err(Failure::Usage(format!(
-            "--server: '{server}' has no scheme; add http:// (e.g. --server http://{server})"
-        )));
-    }
-    match reqwest::Url::parse(server) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => {
-            Ok(server.trim_end_matches('/').to_string())
-        }
-        Ok(u) => Err(Failure::Usage(format!(
-            "--server: unsupported scheme '{}' in '{server}' (expected http:// or https://)",
-            u.scheme()
-        ))),
-        Err(e) => Err(Failure::Usage(format!(
-            "--server: '{server}' is not a URL ({e})"
-        ))),
-    }
-}
-
-/// A request that got no answer, said in the user's terms.
-fn request_failure(url: &str, e: &reqwest::Error) -> Failure {
-    if e.is_connect() {
-        Failure::Failed(format!(
-            "connection refused at {url} (is `tally serve` running?)"
-        ))
-    } else if e.is_timeout() {
-        Failure::Failed(format!("{url} did not answer in time"))
-    } else {
-        Failure::Failed(format!("asking {url}: {e}"))
     }
 }

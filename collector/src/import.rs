@@ -13,7 +13,7 @@ use crate::store::{EventStore, Outcome};
 /// Lines validated (in parallel) and committed together.
 const CHUNK_LINES: usize = 16_384;
 /// Rejected lines listed in the summary.
-const MAX_LISTED_ERRORS: usize = 100;
+pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// What an import did: SPEC §3's `--format json` shape.
 #[derive(Debug, Default, Serialize, PartialEq)]

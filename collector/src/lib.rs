@@ -11,6 +11,7 @@ pub mod export;
 pub mod http;
 pub mod import;
 pub mod keys;
+pub mod remote;
 pub mod store;
 
 pub use error::Error;

@@ -562,7 +562,13 @@ fn import_and_export_exit_1_when_a_collector_holds_the_data_dir() {
     write_ndjson(&file, &[ev(1)]);
     let out = import(&data, &file, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--server"), "{}", stderr(&out));
+    // Each suggests what that command can do: import sends with the write
+    // key, export reads with the read key.
+    assert!(
+        stderr(&out).contains("--server URL --key WRITE_KEY"),
+        "{}",
+        stderr(&out)
+    );
     let out = import_stdin(&data, line(&ev(2)).as_bytes(), &["--format", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let out = tally()
@@ -571,8 +577,22 @@ fn import_and_export_exit_1_when_a_collector_holds_the_data_dir() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(!stderr(&out).is_empty());
+    assert!(
+        stderr(&out).contains("--server URL --key READ_KEY"),
+        "{}",
+        stderr(&out)
+    );
     assert!(out.stdout.is_empty());
+    // A second `tally serve` on the same directory has no --server flag to
+    // suggest.
+    let out = tally()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("--server"), "{}", stderr(&out));
     drop(server);
     // Nothing was imported behind the collector's back.
     assert!(export_ids(&data).is_empty());
@@ -623,4 +643,113 @@ fn import_warns_about_lines_without_id_or_timestamp() {
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+/// Issue 9, item 5: import and export against a running collector.
+#[test]
+fn import_and_export_through_a_running_collector() {
+    use crate::support::{READ_KEY, WRITE_KEY};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    // 2500 valid lines (three batches), a blank line, two bad lines, and
+    // a duplicate id; line numbers are the file's.
+    let file = dir.path().join("in.ndjson");
+    let mut text = String::new();
+    for n in 1..=2500 {
+        text.push_str(&line(&ev(n)));
+        text.push('\n');
+        if n == 10 {
+            text.push('\n'); // line 11
+        }
+        if n == 1500 {
+            text.push_str("{not json\n"); // line 1502
+        }
+    }
+    text.push_str(&line(
+        &json!({"id": uuid_n(2), "event": "x", "user_id": "u"}),
+    )); // dup
+    text.push('\n');
+    text.push_str(&line(&json!({"event": "x"}))); // no user: line 2504
+    text.push('\n');
+    std::fs::write(&file, &text).unwrap();
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args([
+            "--server",
+            &server.url,
+            "--key",
+            WRITE_KEY,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["accepted"], 2500, "{summary}");
+    assert_eq!(summary["duplicates"], 1, "{summary}");
+    assert_eq!(summary["rejected"], 2, "{summary}");
+    let lines: Vec<u64> = summary["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [1502, 2504], "{summary}");
+    // --strict: exit 1 on rejections, as offline.
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args(["--server", &server.url, "--key", WRITE_KEY, "--strict"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // The read key cannot write.
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args(["--server", &server.url, "--key", READ_KEY])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+
+    // Export over HTTP: the same lines as `tally export` would write.
+    let out = tally()
+        .args(["export", "--server", &server.url, "--key", READ_KEY])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let remote = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(remote.lines().count(), 2500);
+    let (status, body) = crate::support::get_text(
+        &http(),
+        &server.url,
+        "/v1/export?from=2026-10-05&to=2026-10-06",
+        Some(READ_KEY),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body.lines().count(), 2500);
+    let (status, body) = crate::support::get_text(
+        &http(),
+        &server.url,
+        "/v1/export?from=2026-10-06",
+        Some(READ_KEY),
+    );
+    assert_eq!((status, body.as_str()), (200, ""));
+    let (status, _) = crate::support::get_text(&http(), &server.url, "/v1/export", Some(WRITE_KEY));
+    assert_eq!(status, 401);
+    let (status, _) =
+        crate::support::get_text(&http(), &server.url, "/v1/export?fro=1", Some(READ_KEY));
+    assert_eq!(status, 400);
+    drop(server);
+    let offline = tally()
+        .args(["export", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(offline.status.success());
+    assert_eq!(String::from_utf8(offline.stdout).unwrap(), remote);
 }

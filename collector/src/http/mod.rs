@@ -138,6 +138,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
             })
             .service(endpoint("/v1/track", web::post().to(ingest::track)))
             .service(endpoint("/v1/batch", web::post().to(ingest::batch)))
+            .service(endpoint("/v1/export", web::get().to(query::export)))
             .service(
                 web::resource("/v1/{analysis}")
                     .route(web::get().to(query::analysis))
