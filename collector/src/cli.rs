@@ -13,9 +13,20 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::store::{DiskStore, StoreOptions};
 
+/// What `tally --help` starts with.
+const ABOUT: &str = "\
+Tally: self-hosted product analytics in one binary. `tally serve` collects
+events over HTTP into an embedded store; the same binary answers funnel,
+activation, retention, lifecycle and active-user questions.
+
+Examples:
+  tally serve                                    # collector on 127.0.0.1:8080, data in ./tally-data
+  tally events                                   # what has been sent so far
+  tally funnel --steps signup,invoice_sent --window 7d --last 30d";
+
 /// Tally: self-hosted product analytics in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about, propagate_version = true)]
+#[command(name = "tally", version, about = ABOUT, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -99,10 +110,10 @@ struct ExportArgs {
     /// Read key of the collector (with --server)
     #[arg(long, env = "TALLY_READ_KEY", hide_env_values = true)]
     key: Option<String>,
-    /// Only events at or after this time (date or RFC 3339)
+    /// Only events at or after this time (date or RFC 3339) [default: all time]
     #[arg(long)]
     from: Option<String>,
-    /// Only events before this time (date or RFC 3339)
+    /// Only events before this time (date or RFC 3339) [default: all time]
     #[arg(long)]
     to: Option<String>,
     /// Only the last N whole days (30d) or weeks (2w) up to the end of
@@ -133,9 +144,11 @@ struct QueryArgs {
     #[arg(long, default_value = "table")]
     format: String,
     /// Start of the range: a date (2026-01-31, UTC midnight) or RFC 3339
+    /// [default: 30 days before --to; `tally events`: all time]
     #[arg(long)]
     from: Option<String>,
-    /// End of the range (exclusive)
+    /// End of the range (exclusive), a date or RFC 3339 [default: the
+    /// midnight after today (UTC); `tally events`: all time]
     #[arg(long)]
     to: Option<String>,
     /// The last N whole days (30d) or weeks (2w) up to the end of today,
@@ -290,9 +303,12 @@ fn init_logging(serving: bool) {
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour codes only for a person at a terminal, never in a log file
+    // or journald.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

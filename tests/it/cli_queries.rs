@@ -154,7 +154,8 @@ fn csv_output_has_a_header_and_one_row_per_item() {
             // The `total` and `mature` rows, then one per week.
             "activation" => expected["by_week"].as_array().unwrap().len() + 2,
             "retention" => expected["cohorts"].as_array().unwrap().len(),
-            "lifecycle" => expected["stages"].as_array().unwrap().len(),
+            // Long format: users and events per stage, then six totals.
+            "lifecycle" => 2 * expected["stages"].as_array().unwrap().len() + 6,
             "active" => expected["days"].as_array().unwrap().len(),
             _ => unreachable!(),
         };
@@ -651,7 +652,8 @@ fn server_and_key_from_flags_or_environment() {
         .output()
         .unwrap();
     let csv = stdout(&out);
-    assert_eq!(csv.lines().count(), 8, "{csv}");
+    // The long format: a header, users and events for 7 stages, 6 totals.
+    assert_eq!(csv.lines().count(), 1 + 14 + 6, "{csv}");
     let out = tally()
         .env("TALLY_SERVER", &server.url)
         .env("TALLY_READ_KEY", READ_KEY)

@@ -101,3 +101,98 @@ fn http_messages_for_a_bare_array_and_seconds() {
         "{msg}"
     );
 }
+
+#[test]
+fn help_starts_with_what_tally_is_and_examples() {
+    let out = tally().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.starts_with("Tally: self-hosted product analytics"),
+        "{help}"
+    );
+    let examples = help
+        .lines()
+        .filter(|l| l.trim_start().starts_with("tally "))
+        .count();
+    assert!(examples >= 3, "{help}");
+    // The range defaults are in every analysis's help.
+    let out = tally().args(["active", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("[default: 30 days before --to"), "{help}");
+    assert!(
+        help.contains("[default: the midnight after today"),
+        "{help}"
+    );
+}
+
+#[test]
+fn logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // A short key is worth a warning, logged right at start.
+    let mut child = tally()
+        .env("RUST_LOG", "info")
+        .args(["serve", "--listen", "127.0.0.1:0", "--write-key", "short"])
+        .args(["--read-key", READ_KEY, "--data"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let warning = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("characters long"))
+        .expect("the short-key warning");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warning.contains("WARN"), "{warning:?}");
+    assert!(!warning.contains('\u{1b}'), "{warning:?}");
+}
+
+#[test]
+fn csv_defuses_event_names_that_look_like_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e.ndjson");
+    crate::support::write_ndjson(
+        &file,
+        &[
+            json!({"event": "=HYPERLINK(\"http://x\")", "user_id": "u",
+                   "timestamp": "2026-10-05T10:00:00Z"}),
+            json!({"event": "buy", "user_id": "u", "timestamp": "2026-10-05T10:01:00Z",
+                   "revenue": -30, "stage": "revenue"}),
+        ],
+    );
+    let data = dir.path().join("data");
+    crate::support::import_file(&data, &file);
+    let run = |args: &[&str]| {
+        let out = tally()
+            .args(args)
+            .args([
+                "--from",
+                "2026-10-01",
+                "--to",
+                "2026-10-10",
+                "--format",
+                "csv",
+            ])
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let funnel = run(&["funnel", "--steps", "=HYPERLINK(\"http://x\"),buy"]);
+    assert!(
+        funnel.contains("\"'=HYPERLINK(\"\"http://x\"\")\""),
+        "{funnel}"
+    );
+    let events = run(&["events"]);
+    assert!(events.contains("\"'=HYPERLINK("), "{events}");
+    // A negative number the tool computes stays a number.
+    let lifecycle = run(&["lifecycle"]);
+    assert!(lifecycle.contains("\nrevenue,,-30\n"), "{lifecycle}");
+}
