@@ -1405,3 +1405,73 @@ fn bad_serve_settings_exit_2() {
         );
     }
 }
+
+/// Issue 9, item 1: a first start that cannot bind generates and stores the
+/// keys but cannot print them; the next start prints them (once), and
+/// every start says where the keys are kept.
+#[test]
+fn keys_not_shown_by_a_failed_first_start_are_printed_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = crate::support::tally()
+        .args(["serve", "--listen", &addr, "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("write key"), "{stdout}");
+    let stored = std::fs::read_to_string(data.join("keys.toml")).unwrap();
+    drop(taken);
+
+    // The next start prints the stored keys, which work.
+    let (mut server, out) = Server::start_keyless(&data, &[]);
+    let printed = out.before.join("\n");
+    let key_after = |label: &str| {
+        out.before
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(label).map(|k| k.trim().to_string()))
+            .unwrap_or_else(|| panic!("no {label:?} line in:\n{printed}"))
+    };
+    let write = key_after("write key:");
+    let read = key_after("read key:");
+    assert!(
+        stored.contains(&write) && stored.contains(&read),
+        "{stored}"
+    );
+    assert!(printed.contains("keys.toml"), "{printed}");
+    assert_eq!(send_with(&server.url, &write), 200);
+    assert!(server.terminate().success());
+
+    // The one after: not printed again, but where they are kept is said.
+    let (mut server, out) = Server::start_keyless(&data, &[]);
+    let printed = out.before.join("\n");
+    assert!(
+        !printed.contains(&write) && !printed.contains(&read),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "API keys are kept in {}",
+            data.join("keys.toml").display()
+        )),
+        "{printed}"
+    );
+    // (A request first: SIGTERM right after "listening" may beat the
+    // signal handler.)
+    assert_eq!(send_with(&server.url, &write), 200);
+    assert!(server.terminate().success());
+
+    // A configured key that differs from the stored one: say which is in force.
+    let (mut server, out) = Server::start_keyless(&data, &[("TALLY_WRITE_KEY", "other-write-key")]);
+    let printed = out.before.join("\n");
+    assert!(
+        printed.contains("the write key in force is the configured one"),
+        "{printed}"
+    );
+    assert!(!printed.contains("the read key in force"), "{printed}");
+    assert_eq!(send_with(&server.url, "other-write-key"), 200);
+    assert!(server.terminate().success());
+}
