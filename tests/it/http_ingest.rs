@@ -1004,9 +1004,26 @@ fn metrics_count_accepted_rejected_and_deduplicated_events() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
-        assert!(ctype.starts_with("text/plain"), "{ctype}");
-        resp.text().unwrap()
+        assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+        let text = resp.text().unwrap();
+        // The 0.0.4 text format has no OpenMetrics terminator.
+        assert!(!text.contains("# EOF"), "{text}");
+        text
     };
+    // A scraper that asks for OpenMetrics gets it, labelled as such.
+    let resp = client
+        .get(format!("{}/metrics", server.url))
+        .header(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(resp.text().unwrap().ends_with("# EOF\n"));
     let before = metrics();
     for name in ["accepted", "rejected", "deduplicated"] {
         assert!(

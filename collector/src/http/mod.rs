@@ -240,8 +240,29 @@ async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     }
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// The OpenMetrics content type, for scrapers that ask for it (Prometheus
+/// does, first).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `/metrics`: OpenMetrics (what the encoder writes) to a client that
+/// accepts it, otherwise the Prometheus text format 0.0.4 under its own
+/// content type, which has no `# EOF` terminator.
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let body = state.metrics.encode();
+    let accepts_openmetrics = req
+        .headers()
+        .get_all(actix_web::http::header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if accepts_openmetrics {
+        return HttpResponse::Ok().content_type(OPENMETRICS).body(body);
+    }
+    let text: String = body
+        .lines()
+        .filter(|l| *l != "# EOF")
+        .flat_map(|l| [l, "\n"])
+        .collect();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.encode())
+        .body(text)
 }
