@@ -194,23 +194,53 @@ impl ImportSummary {
 
     /// The human summary printed by `--format table`.
     pub fn table(&self) -> String {
+        use tally_query::render::thousands;
         let mut s = format!(
             "{} accepted, {} duplicate{}, {} rejected\n",
-            self.accepted,
-            self.duplicates,
+            thousands(self.accepted),
+            thousands(self.duplicates),
             if self.duplicates == 1 { "" } else { "s" },
-            self.rejected
+            thousands(self.rejected)
         );
         if !self.errors.is_empty() {
             let shown = self.errors.len().min(10);
             s.push_str(&format!(
                 "first rejected lines ({shown} of {}):\n",
-                self.rejected
+                tally_query::render::thousands(self.rejected)
             ));
             for e in &self.errors[..shown] {
                 s.push_str(&format!("  line {}: {}\n", e.line, e.error));
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_table_and_warnings() {
+        let s = ImportSummary {
+            accepted: 1_234_567,
+            duplicates: 1,
+            ..ImportSummary::default()
+        };
+        assert_eq!(s.table(), "1,234,567 accepted, 1 duplicate, 0 rejected\n");
+        assert!(s.warnings().is_empty());
+        let s = ImportSummary {
+            without_id: 2,
+            without_timestamp: 1,
+            ..ImportSummary::default()
+        };
+        let w = s.warnings();
+        assert!(w[0].starts_with("2 lines had no \"id\""), "{w:?}");
+        assert!(w[1].starts_with("1 line had no \"timestamp\""), "{w:?}");
+        // The JSON summary keeps SPEC's four fields.
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            serde_json::json!({"accepted": 0, "duplicates": 0, "rejected": 0, "errors": []})
+        );
     }
 }

@@ -753,3 +753,122 @@ fn import_and_export_through_a_running_collector() {
     assert!(offline.status.success());
     assert_eq!(String::from_utf8(offline.stdout).unwrap(), remote);
 }
+
+/// A stand-in collector on loopback that answers `answers` in turn (status
+/// and extra headers; `200` answers count the batch as accepted) and
+/// reports every request body it got.
+fn fake_collector(
+    answers: Vec<(u16, &'static str)>,
+) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (status, headers) in answers {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let body = String::from_utf8(body).unwrap();
+            let answer = if status == 200 {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                let n = v["batch"].as_array().unwrap().len();
+                format!(r#"{{"accepted":{n},"duplicates":0,"rejected":[]}}"#)
+            } else {
+                r#"{"error":"busy"}"#.to_string()
+            };
+            let _ = tx.send(body);
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn import_server_retries_5xx_and_429_with_the_same_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.ndjson");
+    // One line without an id: the id is fixed before the first attempt, so
+    // every retry carries the same one and the collector deduplicates.
+    write_ndjson(
+        &file,
+        &[
+            ev(1),
+            json!({"event": "signup", "user_id": "x", "timestamp": "2026-10-05T10:00:00Z"}),
+        ],
+    );
+    let (url, bodies) = fake_collector(vec![(503, ""), (429, "Retry-After: 0\r\n"), (200, "")]);
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args(["--server", &url, "--key", "k", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary,
+        json!({"accepted": 2, "duplicates": 0, "rejected": 0, "errors": []})
+    );
+    assert!(stderr(&out).contains("retrying"), "{}", stderr(&out));
+    let got: Vec<String> = bodies.try_iter().collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.iter().all(|b| *b == got[0]), "{got:?}");
+    let batch: Value = serde_json::from_str(&got[0]).unwrap();
+    assert_eq!(batch["batch"].as_array().unwrap().len(), 2);
+    assert!(batch["batch"][1]["id"].is_string(), "{batch}");
+
+    // A refusal that retrying cannot fix (a wrong key) stops at once, exit 1.
+    let (url, _bodies) = fake_collector(vec![(401, "")]);
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args(["--server", &url, "--key", "wrong"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+
+    // Nobody listening at all: the not-running message, no endless retry.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args(["--server", &url, "--key", "k"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is `tally serve` running?"),
+        "{}",
+        stderr(&out)
+    );
+}
