@@ -283,3 +283,24 @@ fn last_means_whole_days_ending_with_today() {
     let (status, v) = get_json(&http(), &server.url, "/v1/active?last=2w&from=2026-01-01");
     assert_eq!(status, 400, "{v}");
 }
+
+#[test]
+fn at_most_100_property_paths_sorted() {
+    // 150 scalar properties, nested one level: `g.p000` .. `g.p149`.
+    let mut props = serde_json::Map::new();
+    for i in 0..150 {
+        props.insert(format!("p{i:03}"), json!(i));
+    }
+    let (_dir, data) = data_with(&[json!({"event": "big", "user_id": "u",
+        "timestamp": "2026-10-05T10:00:00Z", "properties": {"g": props}})]);
+    let v = json_out(&run(&data, &["events", "--format", "json"]));
+    let paths: Vec<&str> = v["events"][0]["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(paths.len(), 100);
+    assert_eq!(paths[0], "g.p000");
+    assert_eq!(paths[99], "g.p099");
+}
