@@ -10,6 +10,7 @@ pub mod error;
 pub mod ingest;
 mod metrics;
 pub mod query;
+mod track;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,7 +137,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                     res
                 })
             })
-            .service(endpoint("/v1/track", web::post().to(ingest::track)))
+            .service(endpoint("/v1/track", web::post().to(track::track)))
             .service(endpoint("/v1/batch", web::post().to(ingest::batch)))
             .service(endpoint("/v1/export", web::get().to(query::export)))
             .service(
