@@ -254,7 +254,7 @@ pub fn closest<'a>(name: &str, known: &'a [String], n: usize) -> Vec<&'a str> {
             } else {
                 levenshtein(&nk, &target).max(1)
             };
-            (d <= limit || nk.contains(&target) || target.contains(&nk) && nk.len() >= 3)
+            (d <= limit || nk.contains(&target) || (nk.len() >= 3 && target.contains(&nk)))
                 .then_some((d, k.as_str()))
         })
         .collect();
