@@ -101,10 +101,11 @@ struct ImportArgs {
 
 #[derive(Debug, Args)]
 struct ExportArgs {
-    /// Data directory
-    #[arg(long, default_value = "./tally-data")]
-    data: PathBuf,
+    /// Data directory (when no collector holds it) [default: ./tally-data]
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Export from a running collector instead, e.g. http://127.0.0.1:8080
+    /// (TALLY_SERVER when neither --server nor --data is given)
     #[arg(long, conflicts_with = "data")]
     server: Option<String>,
     /// Read key of the collector (with --server)
@@ -551,7 +552,15 @@ fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    if let Some(server) = &a.server {
+    // As for the analyses: an explicit --data wins over TALLY_SERVER.
+    let server = a.server.clone().or_else(|| {
+        a.data
+            .is_none()
+            .then(|| std::env::var("TALLY_SERVER").ok())
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+    });
+    if let Some(server) = &server {
         let key = a.key.as_deref().ok_or_else(|| {
             Failure::Usage("--key (or TALLY_READ_KEY) is required with --server".into())
         })?;
@@ -565,7 +574,8 @@ fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
         crate::remote::export(server, key, &pairs, &mut out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let store = open_existing(&a.data).map_err(|e| match e {
+    let data = a.data.unwrap_or_else(|| PathBuf::from("./tally-data"));
+    let store = open_existing(&data).map_err(|e| match e {
         Error::Locked { path } => Failure::Failed(format!(
             "the data directory {} is in use by another process (is `tally serve` running?); \
              export from it with --server URL --key READ_KEY instead",

@@ -724,6 +724,15 @@ fn import_and_export_through_a_running_collector() {
     assert!(out.status.success(), "{}", stderr(&out));
     let remote = String::from_utf8(out.stdout).unwrap();
     assert_eq!(remote.lines().count(), 2500);
+    // TALLY_SERVER / TALLY_READ_KEY, as for the analyses.
+    let out = tally()
+        .env("TALLY_SERVER", &server.url)
+        .env("TALLY_READ_KEY", READ_KEY)
+        .arg("export")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), remote);
     let (status, body) = crate::support::get_text(
         &http(),
         &server.url,
