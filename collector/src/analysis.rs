@@ -2,11 +2,29 @@
 //! parse the same parameters and print the same JSON.
 
 use tally_query::{
-    Format, QueryError, RawParams, Report, Source, activation, active, funnel, lifecycle, retention,
+    Format, QueryError, RawParams, Report, activation, active, funnel, lifecycle, retention,
 };
 
-/// The analyses, as subcommand and endpoint names.
-pub const NAMES: [&str; 5] = ["funnel", "activation", "retention", "lifecycle", "active"];
+use crate::catalog;
+use crate::store::EventStore;
+
+/// The analyses (and `events`), as subcommand and endpoint names.
+pub const NAMES: [&str; 6] = [
+    "funnel",
+    "activation",
+    "retention",
+    "lifecycle",
+    "active",
+    "events",
+];
+
+/// A rendered answer, and warnings for stderr (an event name never seen).
+pub struct Answer {
+    /// The result in the format asked for.
+    pub body: String,
+    /// Things the user should know, one sentence each.
+    pub warnings: Vec<String>,
+}
 
 /// An analysis with its parameters checked, ready to run on any source.
 pub enum Query {
@@ -20,6 +38,13 @@ pub enum Query {
     Lifecycle(lifecycle::LifecycleParams),
     /// `tally active`.
     Active(active::ActiveParams),
+    /// `tally events`: `[from, to)`, all time by default.
+    Events {
+        /// Inclusive, Unix ms.
+        from: i64,
+        /// Exclusive, Unix ms.
+        to: i64,
+    },
 }
 
 impl Query {
@@ -43,6 +68,10 @@ impl Query {
                 Query::Lifecycle(lifecycle::LifecycleParams::from_raw(&mut raw, now_ms)?)
             }
             "active" => Query::Active(active::ActiveParams::from_raw(&mut raw, now_ms)?),
+            "events" => {
+                let (from, to) = raw.range_or_all(now_ms)?;
+                Query::Events { from, to }
+            }
             other => {
                 return Err(QueryError::bad(
                     "analysis",
@@ -54,14 +83,42 @@ impl Query {
         Ok(query)
     }
 
-    /// Runs the analysis on `src` and renders it in `format`.
-    pub fn run(&self, src: &dyn Source, format: Format) -> Result<String, QueryError> {
+    /// The event names the query asks about (`any` is not a name).
+    pub fn event_names(&self) -> Vec<&str> {
+        match self {
+            Query::Funnel(p) => p.steps.iter().map(String::as_str).collect(),
+            Query::Activation(p) => vec![p.start.as_str(), p.event.as_str()],
+            Query::Retention(p) => {
+                let mut v = vec![p.start.as_str()];
+                if let retention::ReturnEvent::Event(r) = &p.return_event {
+                    v.push(r.as_str());
+                }
+                v
+            }
+            Query::Lifecycle(_) | Query::Active(_) | Query::Events { .. } => Vec::new(),
+        }
+    }
+
+    /// Runs the query on `store` and renders it in `format`, with a warning
+    /// for every event name it asks about that the store never saw.
+    pub fn run(&self, store: &dyn EventStore, format: Format) -> Result<Answer, QueryError> {
+        let body = self.render(store, format)?;
+        let warnings = catalog::unknown_name_warnings(store, &self.event_names())?;
+        Ok(Answer { body, warnings })
+    }
+
+    fn render(&self, src: &dyn EventStore, format: Format) -> Result<String, QueryError> {
         Ok(match self {
             Query::Funnel(p) => funnel::run(src, p)?.render(format),
             Query::Activation(p) => activation::run(src, p)?.render(format),
             Query::Retention(p) => retention::run(src, p)?.render(format),
             Query::Lifecycle(p) => lifecycle::run(src, p)?.render(format),
-            Query::Active(p) => active::run(src, p)?.render(format),
+            Query::Active(p) => {
+                let mut r = active::run(src, p)?;
+                r.mark_today(tally_event::time::now_ms());
+                r.render(format)
+            }
+            Query::Events { from, to } => catalog::list(src, *from, *to)?.render(format),
         })
     }
 }
@@ -70,9 +127,9 @@ impl Query {
 pub fn run_json(
     name: &str,
     pairs: Vec<(String, String)>,
-    src: &dyn Source,
-) -> Result<String, QueryError> {
-    Query::parse(name, pairs, tally_event::time::now_ms())?.run(src, Format::Json)
+    store: &dyn EventStore,
+) -> Result<Answer, QueryError> {
+    Query::parse(name, pairs, tally_event::time::now_ms())?.run(store, Format::Json)
 }
 
 /// Re-renders an analysis's JSON (as a collector answered it) in `format`.
@@ -90,7 +147,13 @@ pub fn render_json(name: &str, json: &str, format: Format) -> Result<String, Str
         "activation" => parse::<activation::ActivationResult>(json, format),
         "retention" => parse::<retention::RetentionResult>(json, format),
         "lifecycle" => parse::<lifecycle::LifecycleResult>(json, format),
-        "active" => parse::<active::ActiveResult>(json, format),
+        "active" => serde_json::from_str::<active::ActiveResult>(json)
+            .map(|mut r| {
+                r.mark_today(tally_event::time::now_ms());
+                r.render(format)
+            })
+            .map_err(|e| format!("unexpected answer from the collector: {e}")),
+        "events" => parse::<catalog::EventsResult>(json, format),
         other => Err(format!("unknown analysis '{other}'")),
     }
 }

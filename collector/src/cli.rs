@@ -6,16 +6,27 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use tally_event::time::parse_date_or_rfc3339;
+use tally_event::time::{format_rfc3339, parse_date_or_rfc3339};
 use tally_query::{Format, QueryError};
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::store::{DiskStore, StoreOptions};
 
+/// What `tally --help` starts with.
+const ABOUT: &str = "\
+Tally: self-hosted product analytics in one binary. `tally serve` collects
+events over HTTP into an embedded store; the same binary answers funnel,
+activation, retention, lifecycle and active-user questions.
+
+Examples:
+  tally serve                                    # collector on 127.0.0.1:8080, data in ./tally-data
+  tally events                                   # what has been sent so far
+  tally funnel --steps signup,invoice_sent --window 7d --last 30d";
+
 /// Tally: self-hosted product analytics in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about, propagate_version = true)]
+#[command(name = "tally", version, about = ABOUT, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,6 +50,9 @@ enum Command {
     Lifecycle(LifecycleArgs),
     /// Daily, weekly and monthly active users.
     Active(ActiveArgs),
+    /// What is in the store: each event's count, users, first and last
+    /// time and property names (all time unless --from/--to/--last).
+    Events(EventsArgs),
     /// Verify every checksum and reference of a data directory (offline).
     Check(CheckArgs),
 }
@@ -96,6 +110,13 @@ struct ImportArgs {
     /// Data directory
     #[arg(long, default_value = "./tally-data")]
     data: PathBuf,
+    /// Send the events to a running collector instead, e.g.
+    /// http://127.0.0.1:8080 (batches to /v1/batch, retried until acknowledged)
+    #[arg(long, conflicts_with = "data")]
+    server: Option<String>,
+    /// Write key of the collector (with --server)
+    #[arg(long, env = "TALLY_WRITE_KEY", hide_env_values = true)]
+    key: Option<String>,
     /// Summary format: table or json
     #[arg(long, default_value = "table")]
     format: String,
@@ -106,15 +127,26 @@ struct ImportArgs {
 
 #[derive(Debug, Args)]
 struct ExportArgs {
-    /// Data directory
-    #[arg(long, default_value = "./tally-data")]
-    data: PathBuf,
-    /// Only events at or after this time (date or RFC 3339)
+    /// Data directory (when no collector holds it) [default: ./tally-data]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Export from a running collector instead, e.g. http://127.0.0.1:8080
+    /// (TALLY_SERVER when neither --server nor --data is given)
+    #[arg(long, conflicts_with = "data")]
+    server: Option<String>,
+    /// Read key of the collector (with --server)
+    #[arg(long, env = "TALLY_READ_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Only events at or after this time (date or RFC 3339) [default: all time]
     #[arg(long)]
     from: Option<String>,
-    /// Only events before this time (date or RFC 3339)
+    /// Only events before this time (date or RFC 3339) [default: all time]
     #[arg(long)]
     to: Option<String>,
+    /// Only the last N whole days (30d) or weeks (2w) up to the end of
+    /// today, instead of --from/--to
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    last: Option<String>,
     /// Write to this file instead of standard output
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -143,11 +175,17 @@ struct QueryArgs {
     #[arg(long, default_value = "table")]
     format: String,
     /// Start of the range: a date (2026-01-31, UTC midnight) or RFC 3339
+    /// [default: 30 days before --to; `tally events`: all time]
     #[arg(long)]
     from: Option<String>,
-    /// End of the range (exclusive)
+    /// End of the range (exclusive), a date or RFC 3339 [default: the
+    /// midnight after today (UTC); `tally events`: all time]
     #[arg(long)]
     to: Option<String>,
+    /// The last N whole days (30d) or weeks (2w) up to the end of today,
+    /// instead of --from/--to
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    last: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +214,10 @@ struct ActivationArgs {
     /// Within how long of the start [default: 30d]
     #[arg(long, allow_hyphen_values = true)]
     within: Option<String>,
+    /// Persons whose start + within is at or before this time are mature
+    /// (a date or RFC 3339) [default: now]
+    #[arg(long)]
+    as_of: Option<String>,
     #[command(flatten)]
     q: QueryArgs,
 }
@@ -213,6 +255,12 @@ struct ActiveArgs {
     q: QueryArgs,
 }
 
+#[derive(Debug, Args)]
+struct EventsArgs {
+    #[command(flatten)]
+    q: QueryArgs,
+}
+
 /// A failure and its exit code.
 enum Failure {
     /// Exit 2: the command line was wrong.
@@ -230,6 +278,15 @@ impl From<Error> for Failure {
     }
 }
 
+impl From<crate::remote::RemoteError> for Failure {
+    fn from(e: crate::remote::RemoteError) -> Self {
+        match e {
+            crate::remote::RemoteError::Usage(m) => Failure::Usage(m),
+            crate::remote::RemoteError::Failed(m) => Failure::Failed(m),
+        }
+    }
+}
+
 impl From<QueryError> for Failure {
     fn from(e: QueryError) -> Self {
         Error::Query(e).into()
@@ -238,7 +295,10 @@ impl From<QueryError> for Failure {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_failure(e),
+    };
     init_logging(matches!(cli.command, Command::Serve(_)));
     match run(cli.command) {
         Ok(code) => code,
@@ -253,13 +313,33 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Prints clap's message (help and version included) with a hint for the
+/// flags people bring from other tools, and picks the exit code.
+fn clap_failure(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let _ = e.print();
+    if e.kind() == ErrorKind::UnknownArgument
+        && let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg)
+        && (arg == "--port" || arg.starts_with("--port=") || arg == "-p")
+    {
+        eprintln!(
+            "\nTally takes an address, not a port: use --listen ADDR, e.g. \
+             `tally serve --listen 127.0.0.1:9000` (or 0.0.0.0:9000 for every interface)"
+        );
+    }
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+}
+
 fn init_logging(serving: bool) {
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour codes only for a person at a terminal, never in a log file
+    // or journald.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -281,6 +361,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
                 ("event", a.event),
                 ("count", a.count),
                 ("within", a.within),
+                ("as-of", a.as_of),
             ],
         ),
         Command::Retention(a) => analysis(
@@ -297,6 +378,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Lifecycle(a) => analysis("lifecycle", &a.q, vec![]),
         Command::Active(a) => analysis("active", &a.q, vec![]),
         Command::Check(a) => check(a),
+        Command::Events(a) => analysis("events", &a.q, vec![]),
     }
 }
 
@@ -402,32 +484,58 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
         }
     }
     let data = config.data.clone();
-    let (write_configured, read_configured) =
-        (config.write_key.is_some(), config.read_key.is_some());
     actix_web::rt::System::new().block_on(async move {
         let running = crate::http::start(config)?;
         let url = format!("http://{}", running.addr);
-        if running.generated_keys {
-            // Only keys that were not configured were generated; a configured
-            // key is the operator's and is not echoed.
+        let source = &running.key_source;
+        if !source.unshown.is_empty() {
+            // Keys stored but never printed: just generated, or generated by
+            // a start that failed (a port in use) before it could print them.
             let mut shown = String::new();
-            if !write_configured {
-                shown.push_str(&format!("  write key: {}\n", running.keys.write_key));
+            for (kind, key) in &source.unshown {
+                shown.push_str(&format!("  {:<10} {key}\n", format!("{}:", kind.label())));
             }
-            if !read_configured {
-                shown.push_str(&format!("  read key:  {}\n", running.keys.read_key));
-            }
+            let write_shown = source
+                .unshown
+                .iter()
+                .any(|(k, _)| *k == crate::keys::Kind::Write);
             println!(
-                "Generated API keys (kept in {}; shown only this once):\n{shown}\
+                "API keys (shown only this once; kept in {}):\n{shown}\
                  Send an event:\n  curl -X POST {url}/v1/track -H \"Authorization: Bearer {}\" \
                  -H 'Content-Type: application/json' -d '{{\"event\":\"signup\",\"user_id\":\"u1\"}}'",
                 data.join("keys.toml").display(),
-                if write_configured { "$TALLY_WRITE_KEY" } else { &running.keys.write_key },
+                if write_shown { running.keys.write_key.as_str() } else { "$TALLY_WRITE_KEY" },
             );
+            let kinds: Vec<crate::keys::Kind> = source.unshown.iter().map(|(k, _)| *k).collect();
+            if let Err(e) = crate::keys::mark_shown(&data, &kinds) {
+                tracing::warn!("could not record that the keys were shown: {e}");
+            }
+        }
+        match &source.file {
+            Some(file) => {
+                println!("API keys are kept in {}", file.display());
+                for kind in &source.overridden {
+                    println!(
+                        "  the {} in force is the configured one (flag, TALLY_* or tally.toml), \
+                         not the one in that file",
+                        kind.label()
+                    );
+                }
+            }
+            None => println!("API keys: both from the configuration (flags, TALLY_* or tally.toml)"),
         }
         println!("tally listening on {url} (data in {})", data.display());
         let _ = std::io::stdout().flush();
         running.wait().await
+    })
+    .map_err(|e| match e {
+        // The default message suggests --server, which serve does not take.
+        Error::Locked { path } => Failure::Failed(format!(
+            "the data directory {} is in use by another process (another `tally serve`?); \
+             stop it, or give this one its own --data DIR",
+            path.display()
+        )),
+        other => other.into(),
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -461,7 +569,28 @@ fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
             "--format: import prints table or json".into(),
         ));
     }
-    let store = DiskStore::open(&Config::store_dir(&a.data), &StoreOptions::default())?;
+    let store = match &a.server {
+        Some(_) => None,
+        None => Some(
+            DiskStore::open(&Config::store_dir(&a.data), &StoreOptions::default()).map_err(
+                |e| match e {
+                    Error::Locked { path } => Failure::Failed(format!(
+                        "the data directory {} is in use by another process (is `tally serve` \
+                         running?); send the file to it with `tally import FILE --server URL \
+                         --key WRITE_KEY` instead",
+                        path.display()
+                    )),
+                    other => other.into(),
+                },
+            )?,
+        ),
+    };
+    let key = match &a.server {
+        Some(_) => Some(a.key.clone().ok_or_else(|| {
+            Failure::Usage("--key (or TALLY_WRITE_KEY) is required with --server".into())
+        })?),
+        None => None,
+    };
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
@@ -470,23 +599,28 @@ fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let summary = if a.file.as_os_str() == "-" {
-        crate::import::import(
-            BufReader::with_capacity(1 << 20, std::io::stdin()),
-            &store,
-            &|n| bar.set_position(n),
-        )?
+    let input: Box<dyn std::io::Read + Send> = if a.file.as_os_str() == "-" {
+        Box::new(std::io::stdin())
     } else {
         let file = std::fs::File::open(&a.file)
             .map_err(|e| Error::io(format!("opening {}", a.file.display()), e))?;
         if let Ok(m) = file.metadata() {
             bar.set_length(m.len());
         }
-        crate::import::import(BufReader::with_capacity(1 << 20, file), &store, &|n| {
-            bar.set_position(n)
-        })?
+        Box::new(file)
+    };
+    let input = BufReader::with_capacity(1 << 20, input);
+    let summary = match (&store, &a.server, &key) {
+        (Some(store), _, _) => crate::import::import(input, store, &|n| bar.set_position(n))?,
+        (None, Some(server), Some(key)) => {
+            crate::remote::import(input, server, key, &|n| bar.set_position(n))?
+        }
+        _ => unreachable!("a store or a server and key"),
     };
     bar.finish_and_clear();
+    for w in summary.warnings() {
+        eprintln!("warning: {w}");
+    }
     match format {
         // A closed pipe (`tally import f | head`) is not an error worth a panic.
         Format::Json => {
@@ -510,9 +644,11 @@ fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
             parse_date_or_rfc3339(&v).map_err(|m| Failure::Usage(format!("--{flag}: {m}")))
         })
     };
-    let from = time("from", a.from, i64::MIN)?;
-    let to = time("to", a.to, i64::MAX)?;
-    let store = open_existing(&a.data, a.skip_damaged)?;
+    let (from, to) = match &a.last {
+        Some(last) => tally_query::params::last_range(last, tally_event::time::now_ms())
+            .map_err(|m| Failure::Usage(format!("--last: {m}")))?,
+        None => (time("from", a.from, i64::MIN)?, time("to", a.to, i64::MAX)?),
+    };
     let mut out: Box<dyn Write> = match &a.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -520,6 +656,37 @@ fn export(a: ExportArgs) -> Result<ExitCode, Failure> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    // As for the analyses: an explicit --data wins over TALLY_SERVER.
+    let server = a.server.clone().or_else(|| {
+        a.data
+            .is_none()
+            .then(|| std::env::var("TALLY_SERVER").ok())
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+    });
+    if let Some(server) = &server {
+        let key = a.key.as_deref().ok_or_else(|| {
+            Failure::Usage("--key (or TALLY_READ_KEY) is required with --server".into())
+        })?;
+        let mut pairs = Vec::new();
+        if from != i64::MIN {
+            pairs.push(("from", format_rfc3339(from)));
+        }
+        if to != i64::MAX {
+            pairs.push(("to", format_rfc3339(to)));
+        }
+        crate::remote::export(server, key, &pairs, &mut out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let data = a.data.unwrap_or_else(|| PathBuf::from("./tally-data"));
+    let store = open_existing(&data, a.skip_damaged).map_err(|e| match e {
+        Error::Locked { path } => Failure::Failed(format!(
+            "the data directory {} is in use by another process (is `tally serve` running?); \
+             export from it with --server URL --key READ_KEY instead",
+            path.display()
+        )),
+        other => other.into(),
+    })?;
     if a.skip_damaged {
         let mut skipped = 0;
         crate::export::export_intact(&store, from, to, &mut out, &mut |what| {
@@ -548,7 +715,7 @@ fn analysis(
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
         .collect();
-    for (k, v) in [("from", &q.from), ("to", &q.to)] {
+    for (k, v) in [("from", &q.from), ("to", &q.to), ("last", &q.last)] {
         if let Some(v) = v {
             pairs.push((k.to_string(), v.clone()));
         }
@@ -566,8 +733,11 @@ fn analysis(
             let key = q.key.as_deref().ok_or_else(|| {
                 Failure::Usage("--key (or TALLY_READ_KEY) is required with --server".into())
             })?;
-            let json = remote(server, key, name, &pairs)?;
-            crate::analysis::render_json(name, &json, format).map_err(Failure::Failed)?
+            let (json, warnings) = remote(server, key, name, &pairs)?;
+            crate::analysis::Answer {
+                body: crate::analysis::render_json(name, &json, format).map_err(Failure::Failed)?,
+                warnings,
+            }
         }
         None => {
             let data = q
@@ -581,8 +751,11 @@ fn analysis(
             query.run(&store, format)?
         }
     };
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.write_all(out.body.as_bytes());
     if format == Format::Table && !std::io::stdout().is_terminal() {
         let _ = stdout.flush();
     }
@@ -590,26 +763,36 @@ fn analysis(
 }
 
 /// Asks a running collector; a 400 is the user's mistake (exit 2).
+/// Returns the answer and its warnings.
 fn remote(
     server: &str,
     key: &str,
     name: &str,
     pairs: &[(String, String)],
-) -> Result<String, Failure> {
-    let url = format!("{}/v1/{name}", server.trim_end_matches('/'));
+) -> Result<(String, Vec<String>), Failure> {
+    let url = format!(
+        "{}/v1/{name}",
+        crate::remote::server_base(server).map_err(Failure::from)?
+    );
     let client = reqwest::blocking::Client::new();
     let resp = client
         .get(&url)
         .bearer_auth(key)
         .query(pairs)
         .send()
-        .map_err(|e| Failure::Failed(format!("asking {url}: {e}")))?;
+        .map_err(|e| Failure::Failed(crate::remote::request_failure(&url, &e)))?;
     let status = resp.status();
+    let warnings: Vec<String> = resp
+        .headers()
+        .get(crate::http::query::WARNING_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default();
     let body = resp
         .text()
         .map_err(|e| Failure::Failed(format!("reading the answer of {url}: {e}")))?;
     if status.is_success() {
-        return Ok(body);
+        return Ok((body, warnings));
     }
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()

@@ -5,7 +5,7 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 use serde::Serialize;
-use tally_event::{Event, time::now_ms, validate_event_json};
+use tally_event::{Defaulted, Event, time::now_ms, validate_event_json_defaults};
 
 use crate::error::Error;
 use crate::store::{EventStore, Outcome};
@@ -13,7 +13,7 @@ use crate::store::{EventStore, Outcome};
 /// Lines validated (in parallel) and committed together.
 const CHUNK_LINES: usize = 16_384;
 /// Rejected lines listed in the summary.
-const MAX_LISTED_ERRORS: usize = 100;
+pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// What an import did: SPEC §3's `--format json` shape.
 #[derive(Debug, Default, Serialize, PartialEq)]
@@ -26,6 +26,14 @@ pub struct ImportSummary {
     pub rejected: u64,
     /// The first rejected lines, in file order.
     pub errors: Vec<LineError>,
+    /// Valid lines without an `id` (one was generated, so importing the
+    /// file again stores them again). Not part of the JSON summary: a
+    /// warning on stderr.
+    #[serde(skip)]
+    pub without_id: u64,
+    /// Valid lines without a `timestamp` (they got the import time).
+    #[serde(skip)]
+    pub without_timestamp: u64,
 }
 
 /// One rejected line.
@@ -60,6 +68,8 @@ pub fn import(
             summary.duplicates += dup;
             summary.accepted += outcomes.len() as u64 - dup;
             summary.rejected += chunk.errors.len() as u64;
+            summary.without_id += chunk.without_id;
+            summary.without_timestamp += chunk.without_timestamp;
             let room = MAX_LISTED_ERRORS.saturating_sub(summary.errors.len());
             summary.errors.extend(chunk.errors.into_iter().take(room));
         }
@@ -73,6 +83,8 @@ pub fn import(
 struct Chunk {
     events: Vec<Event>,
     errors: Vec<LineError>,
+    without_id: u64,
+    without_timestamp: u64,
 }
 
 fn read_chunks(
@@ -103,18 +115,24 @@ fn read_chunks(
             return;
         }
         let received_at = now_ms();
-        let results: Vec<(u64, Option<Result<Event, String>>)> = lines
+        let results: Vec<(u64, Option<LineResult>)> = lines
             .par_iter()
             .map(|(n, buf)| (*n, validate_line(buf, received_at)))
             .collect();
         let mut chunk = Chunk {
             events: Vec::with_capacity(results.len()),
             errors: Vec::new(),
+            without_id: 0,
+            without_timestamp: 0,
         };
         for (line, r) in results {
             match r {
                 None => {}
-                Some(Ok(e)) => chunk.events.push(e),
+                Some(Ok((e, defaulted))) => {
+                    chunk.without_id += u64::from(defaulted.id);
+                    chunk.without_timestamp += u64::from(defaulted.timestamp);
+                    chunk.events.push(e);
+                }
                 Some(Err(error)) => chunk.errors.push(LineError { line, error }),
             }
         }
@@ -126,7 +144,10 @@ fn read_chunks(
 }
 
 /// `None` for a blank line.
-fn validate_line(buf: &[u8], received_at: i64) -> Option<Result<Event, String>> {
+/// A valid line's event and which fields it lacked, or why it is rejected.
+type LineResult = Result<(Event, Defaulted), String>;
+
+fn validate_line(buf: &[u8], received_at: i64) -> Option<LineResult> {
     let text = match std::str::from_utf8(buf) {
         // A byte order mark (files saved by some Windows editors) is not content.
         Ok(t) => t.trim_start_matches('\u{feff}').trim(),
@@ -140,29 +161,86 @@ fn validate_line(buf: &[u8], received_at: i64) -> Option<Result<Event, String>> 
     if text.is_empty() {
         return None;
     }
-    Some(validate_event_json(text, received_at).map_err(|e| e.to_string()))
+    Some(validate_event_json_defaults(text, received_at).map_err(|e| e.to_string()))
 }
 
 impl ImportSummary {
+    /// Warnings about lines stored with defaults, for stderr; empty when
+    /// every line had its own `id` and `timestamp`.
+    pub fn warnings(&self) -> Vec<String> {
+        let lines = |n: u64| {
+            if n == 1 {
+                "1 line".to_string()
+            } else {
+                format!("{n} lines")
+            }
+        };
+        let mut w = Vec::new();
+        if self.without_id > 0 {
+            w.push(format!(
+                "{} had no \"id\": each got a new one, so importing this file again will \
+                 store them again (give every line an id to make re-imports safe)",
+                lines(self.without_id)
+            ));
+        }
+        if self.without_timestamp > 0 {
+            w.push(format!(
+                "{} had no \"timestamp\": they got the time of this import",
+                lines(self.without_timestamp)
+            ));
+        }
+        w
+    }
+
     /// The human summary printed by `--format table`.
     pub fn table(&self) -> String {
+        use tally_query::render::thousands;
         let mut s = format!(
             "{} accepted, {} duplicate{}, {} rejected\n",
-            self.accepted,
-            self.duplicates,
+            thousands(self.accepted),
+            thousands(self.duplicates),
             if self.duplicates == 1 { "" } else { "s" },
-            self.rejected
+            thousands(self.rejected)
         );
         if !self.errors.is_empty() {
             let shown = self.errors.len().min(10);
             s.push_str(&format!(
                 "first rejected lines ({shown} of {}):\n",
-                self.rejected
+                tally_query::render::thousands(self.rejected)
             ));
             for e in &self.errors[..shown] {
                 s.push_str(&format!("  line {}: {}\n", e.line, e.error));
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_table_and_warnings() {
+        let s = ImportSummary {
+            accepted: 1_234_567,
+            duplicates: 1,
+            ..ImportSummary::default()
+        };
+        assert_eq!(s.table(), "1,234,567 accepted, 1 duplicate, 0 rejected\n");
+        assert!(s.warnings().is_empty());
+        let s = ImportSummary {
+            without_id: 2,
+            without_timestamp: 1,
+            ..ImportSummary::default()
+        };
+        let w = s.warnings();
+        assert!(w[0].starts_with("2 lines had no \"id\""), "{w:?}");
+        assert!(w[1].starts_with("1 line had no \"timestamp\""), "{w:?}");
+        // The JSON summary keeps SPEC's four fields.
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            serde_json::json!({"accepted": 0, "duplicates": 0, "rejected": 0, "errors": []})
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! ARCHITECTURE.md at the repository root for the bird's-eye view.
 
 pub mod analysis;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod export;
 pub mod http;
 pub mod import;
 pub mod keys;
+pub mod remote;
 pub mod store;
 
 pub use error::Error;

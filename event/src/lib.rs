@@ -10,5 +10,7 @@ pub mod validate;
 pub mod wire;
 
 pub use stage::Stage;
-pub use validate::{ValidationError, validate_event, validate_event_json};
+pub use validate::{
+    Defaulted, ValidationError, validate_event, validate_event_json, validate_event_json_defaults,
+};
 pub use wire::{Event, WireEvent};

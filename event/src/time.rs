@@ -31,8 +31,8 @@ pub fn now_ms() -> i64 {
 /// Returns a short description of what is wrong on failure.
 pub fn parse_rfc3339(s: &str) -> Result<i64, &'static str> {
     let b = s.as_bytes();
-    if b.len() < 20 {
-        return Err("too short for an RFC 3339 date-time");
+    if b.len() < 19 {
+        return Err("too short for an RFC 3339 date-time (expected YYYY-MM-DDThh:mm:ssZ)");
     }
     let year = digits(b, 0, 4)?;
     expect(b, 4, b'-')?;
@@ -60,7 +60,7 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, &'static str> {
     }
     let mut i = 19;
     let mut millis = 0i64;
-    if b[i] == b'.' {
+    if b.get(i) == Some(&b'.') {
         i += 1;
         let start = i;
         while i < b.len() && b[i].is_ascii_digit() {
@@ -78,6 +78,12 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, &'static str> {
         }
     }
     let offset_ms = match b.get(i) {
+        None => {
+            return Err(
+                "the time zone is missing: add 'Z' for UTC or an offset like \
+                        '+02:00' at the end",
+            );
+        }
         Some(b'Z' | b'z') if i + 1 == b.len() => 0,
         Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() => {
             let oh = digits(b, i + 1, 2)?;
@@ -205,6 +211,21 @@ mod tests {
         ] {
             assert!(parse_rfc3339(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn a_missing_zone_is_named() {
+        for s in ["2026-01-31T12:00:00", "2026-01-31T12:00:00.123"] {
+            let e = parse_rfc3339(s).unwrap_err();
+            assert!(e.contains("time zone is missing"), "{s}: {e}");
+            let e = parse_date_or_rfc3339(s).unwrap_err();
+            assert!(e.contains("time zone is missing"), "{s}: {e}");
+        }
+        assert!(
+            parse_rfc3339("2026-01-31T12:00")
+                .unwrap_err()
+                .contains("too short")
+        );
     }
 
     #[test]

@@ -52,6 +52,25 @@ impl fmt::Display for ValidationError {
 /// default timestamp and the reference for skew correction and the
 /// "not more than 1 hour in the future" rule.
 pub fn validate_event_json(text: &str, received_at: i64) -> Result<Event, ValidationError> {
+    validate_event_json_defaults(text, received_at).map(|(e, _)| e)
+}
+
+/// Which optional fields of a valid event were filled in by the collector
+/// rather than sent (`tally import` warns about them: an id it made up
+/// makes a re-import store the line again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Defaulted {
+    /// No `id` was given: one was generated.
+    pub id: bool,
+    /// No `timestamp` was given: the time received was used.
+    pub timestamp: bool,
+}
+
+/// Like [`validate_event_json`], also telling which fields were defaulted.
+pub fn validate_event_json_defaults(
+    text: &str,
+    received_at: i64,
+) -> Result<(Event, Defaulted), ValidationError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let fields = match de
         .deserialize_map(FieldsVisitor)
@@ -65,7 +84,11 @@ pub fn validate_event_json(text: &str, received_at: i64) -> Result<Event, Valida
         }
         Err(e) => return Err(ValidationError::one(format!("malformed JSON: {e}"))),
     };
-    fields.validate(received_at)
+    let defaulted = Defaulted {
+        id: fields.id.is_none(),
+        timestamp: fields.timestamp.is_none(),
+    };
+    fields.validate(received_at).map(|e| (e, defaulted))
 }
 
 /// Validates one event already split out of a batch.
@@ -188,7 +211,22 @@ impl Fields<'_> {
                         .and_then(|skew| ts.checked_add(skew)),
                     None => Some(ts),
                 };
-                check(fail, "timestamp", check_bounds(corrected, received_at))
+                let bounded = check_bounds(corrected, received_at).map_err(|e| {
+                    // A small integer is almost always Unix seconds.
+                    if sent_at.is_none() && looks_like_seconds(raw) {
+                        format!(
+                            "{} is before 2000-01-01: {} looks like Unix seconds, but \
+                             integers are Unix milliseconds (expected milliseconds, \
+                             {} for that many seconds, or an RFC 3339 string)",
+                            format_rfc3339(ts),
+                            raw.get(),
+                            ts.saturating_mul(1000)
+                        )
+                    } else {
+                        e
+                    }
+                });
+                check(fail, "timestamp", bounded)
             }),
         };
 
@@ -339,6 +377,14 @@ fn parse_time(raw: &RawValue) -> Result<i64, String> {
         });
     }
     Err(format!("must not be {} (expected {TIME_FORM})", kind(raw)))
+}
+
+/// A JSON integer below 10^11: as milliseconds that is before 1973, as
+/// seconds anything up to the year 5138.
+fn looks_like_seconds(raw: &RawValue) -> bool {
+    raw.get()
+        .parse::<i64>()
+        .is_ok_and(|n| (1..100_000_000_000).contains(&n))
 }
 
 fn check_bounds(ts: Option<i64>, received_at: i64) -> Result<i64, String> {

@@ -656,6 +656,33 @@ fn timestamp_rejects_negative_and_small_integers() {
 }
 
 #[test]
+fn timestamp_in_unix_seconds_says_so() {
+    // Issue 9: an integer below 1e11 is most likely seconds.
+    let msg = reject_field(
+        &ts_raw("1749988800"),
+        "timestamp",
+        &["looks like Unix seconds", "milliseconds", "1749988800000"],
+    );
+    assert!(msg.contains("before 2000-01-01"), "{msg}");
+    for raw in ["1", "99999999999"] {
+        reject_field(&ts_raw(raw), "timestamp", &["looks like Unix seconds"]);
+    }
+    // Larger integers and negative ones are not mistaken for seconds.
+    for raw in ["946684799999", "-1", "0"] {
+        let msg = reject_field(&ts_raw(raw), "timestamp", &["before 2000-01-01"]);
+        assert!(!msg.contains("seconds"), "{raw}: {msg}");
+    }
+}
+
+#[test]
+fn a_time_without_zone_says_the_zone_is_missing() {
+    for raw in [r#""2026-01-31T12:00:00""#, r#""2026-01-31T12:00:00.5""#] {
+        let msg = reject_field(&ts_raw(raw), "timestamp", &["time zone is missing"]);
+        assert!(!msg.contains("too short"), "{msg}");
+    }
+}
+
+#[test]
 fn timestamp_rejects_other_json_types() {
     for (raw, kind) in [
         ("true", "boolean"),

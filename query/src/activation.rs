@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use tally_event::time::{DAY_MS, ms_to_date};
+use tally_event::time::{DAY_MS, format_rfc3339, ms_to_date};
 
 use crate::error::QueryError;
 use crate::group::{ByPerson, group_by_person};
@@ -55,11 +55,15 @@ pub struct ActivationParams {
     pub from: i64,
     /// Cohort until (exclusive), Unix milliseconds.
     pub to: i64,
+    /// The moment maturity is judged against (`--as-of`, default now),
+    /// Unix milliseconds: a person is mature when `s0 + within <= as_of`.
+    pub as_of: i64,
 }
 
 impl ActivationParams {
     /// Reads `start`, `event` (both required), `count` (default 1),
-    /// `within` (default 30d) and `from` / `to`. Leaves
+    /// `within` (default 30d), `from` / `to` and `as-of` (default
+    /// `now_ms`). Leaves
     /// [`RawParams::finish`] to the caller.
     pub fn from_raw(raw: &mut RawParams, now_ms: i64) -> Result<Self, QueryError> {
         let start = event_name(raw, "start")?;
@@ -79,6 +83,7 @@ impl ActivationParams {
         let within_ms = raw.duration("within")?.unwrap_or(DEFAULT_WITHIN_MS);
         check_window("within", within_ms)?;
         let (from, to) = raw.range(now_ms)?;
+        let as_of = raw.time("as-of")?.unwrap_or(now_ms);
         Ok(ActivationParams {
             start,
             event,
@@ -86,6 +91,7 @@ impl ActivationParams {
             within_ms,
             from,
             to,
+            as_of,
         })
     }
 
@@ -124,6 +130,22 @@ pub struct ActivationResult {
     pub median_seconds_to_activate: Option<f64>,
     /// Per ISO week (Monday, UTC) of `s0`, oldest first; only non-empty weeks.
     pub by_week: Vec<ActivationWeek>,
+    /// `--as-of`, RFC 3339 UTC.
+    pub as_of: String,
+    /// The same counts over mature persons only (`s0 + within <= as_of`):
+    /// everyone counted here has had their whole `within` to activate.
+    pub mature: MatureCounts,
+}
+
+/// [`ActivationResult::mature`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatureCounts {
+    /// Mature persons of the cohort.
+    pub cohort_size: u64,
+    /// Of those, activated persons.
+    pub activated: u64,
+    /// `activated / cohort_size`, 0 when nobody is mature yet.
+    pub rate: f64,
 }
 
 /// One week of an [`ActivationResult`].
@@ -137,6 +159,10 @@ pub struct ActivationWeek {
     pub activated: u64,
     /// `activated / cohort_size`.
     pub rate: f64,
+    /// True when every person of the week is mature: the week's end (the
+    /// next Monday 00:00) plus `within` is at or before `as_of`. A week
+    /// that is not is still running, not a failure.
+    pub mature: bool,
 }
 
 /// Marks "not in the cohort" in the per-person `s0` vector.
@@ -146,10 +172,10 @@ const NOT_IN_COHORT: i64 = i64::MAX;
 pub fn run(src: &dyn Source, p: &ActivationParams) -> Result<ActivationResult, QueryError> {
     p.validate()?;
     let Some(start_id) = src.name_id(&p.start) else {
-        return Ok(Weeks::new().finish());
+        return Ok(Weeks::new().finish(p));
     };
     if p.from >= p.to {
-        return Ok(Weeks::new().finish());
+        return Ok(Weeks::new().finish(p));
     }
 
     // Step 1: first ever start per person, then keep only the cohort.
@@ -209,13 +235,14 @@ pub fn run(src: &dyn Source, p: &ActivationParams) -> Result<ActivationResult, Q
                     let (_, &mut at, _) = ts.select_nth_unstable(nth);
                     at - start
                 });
-                weeks.add(monday_of(start), time_to_activate);
+                let mature = start.saturating_add(p.within_ms) <= p.as_of;
+                weeks.add(monday_of(start), time_to_activate, mature);
             });
             weeks
         })
         .reduce(Weeks::new, Weeks::merge);
 
-    Ok(weeks.finish())
+    Ok(weeks.finish(p))
 }
 
 /// The UTC day number (days since 1970-01-01) of the Monday starting the
@@ -227,13 +254,16 @@ fn monday_of(ms: i64) -> i64 {
 }
 
 /// The mergeable intermediate: per week (Monday's day number), the cohort
-/// size and the activated members' times to activate (ms).
+/// size, the activated members' times to activate (ms), and the same two
+/// counts over the mature members.
 struct Weeks(BTreeMap<i64, Week>);
 
 #[derive(Default)]
 struct Week {
     size: u64,
     times: Vec<i64>,
+    mature_size: u64,
+    mature_activated: u64,
 }
 
 impl Weeks {
@@ -241,9 +271,13 @@ impl Weeks {
         Weeks(BTreeMap::new())
     }
 
-    fn add(&mut self, monday: i64, time_to_activate: Option<i64>) {
+    fn add(&mut self, monday: i64, time_to_activate: Option<i64>, mature: bool) {
         let week = self.0.entry(monday).or_default();
         week.size += 1;
+        if mature {
+            week.mature_size += 1;
+            week.mature_activated += u64::from(time_to_activate.is_some());
+        }
         week.times.extend(time_to_activate);
     }
 
@@ -252,22 +286,29 @@ impl Weeks {
             let week = self.0.entry(monday).or_default();
             week.size += w.size;
             week.times.extend(w.times);
+            week.mature_size += w.mature_size;
+            week.mature_activated += w.mature_activated;
         }
         self
     }
 
-    fn finish(self) -> ActivationResult {
+    fn finish(self, p: &ActivationParams) -> ActivationResult {
         let mut cohort_size = 0;
+        let (mut mature_size, mut mature_activated) = (0, 0);
         let mut all_times = Vec::new();
         let mut by_week = Vec::with_capacity(self.0.len());
         for (monday, w) in self.0 {
             let activated = w.times.len() as u64;
             cohort_size += w.size;
+            mature_size += w.mature_size;
+            mature_activated += w.mature_activated;
+            let week_end = (monday + 7) * DAY_MS;
             by_week.push(ActivationWeek {
                 cohort: ms_to_date(monday * DAY_MS).format("%Y-%m-%d").to_string(),
                 cohort_size: w.size,
                 activated,
                 rate: ratio(activated, w.size),
+                mature: week_end.saturating_add(p.within_ms) <= p.as_of,
             });
             all_times.extend(w.times);
         }
@@ -278,6 +319,12 @@ impl Weeks {
             rate: ratio(activated, cohort_size),
             median_seconds_to_activate: median_seconds(&mut all_times),
             by_week,
+            as_of: format_rfc3339(p.as_of),
+            mature: MatureCounts {
+                cohort_size: mature_size,
+                activated: mature_activated,
+                rate: ratio(mature_activated, mature_size),
+            },
         }
     }
 }
@@ -292,11 +339,20 @@ impl Report for ActivationResult {
         let median = self
             .median_seconds_to_activate
             .map_or_else(|| "-".to_string(), human_duration);
+        let mature_rate = if self.mature.cohort_size == 0 {
+            "- (nobody has had the whole period yet)".to_string()
+        } else {
+            percent(self.mature.rate)
+        };
         out.push_str(&align(&[
             vec!["Cohort".into(), thousands(self.cohort_size)],
             vec!["Activated".into(), thousands(self.activated)],
             vec!["Rate".into(), percent(self.rate)],
             vec!["Median time to activate".into(), median],
+            vec!["Mature cohort".into(), thousands(self.mature.cohort_size)],
+            vec!["Mature activated".into(), thousands(self.mature.activated)],
+            vec!["Mature rate".into(), mature_rate],
+            vec!["As of".into(), self.as_of.clone()],
         ]));
         out.push('\n');
         let mut rows = vec![vec![
@@ -307,25 +363,49 @@ impl Report for ActivationResult {
             String::new(),
         ]];
         for w in &self.by_week {
+            let (rate, bar_or_note) = if w.mature {
+                (percent(w.rate), bar(w.rate, BAR_WIDTH))
+            } else {
+                (format!("{}…", percent(w.rate)), "still running".to_string())
+            };
             rows.push(vec![
                 w.cohort.clone(),
                 thousands(w.cohort_size),
                 thousands(w.activated),
-                percent(w.rate),
-                bar(w.rate, BAR_WIDTH),
+                rate,
+                bar_or_note,
             ]);
         }
         out.push_str(&align(&rows));
+        if self.by_week.iter().any(|w| !w.mature) {
+            out.push_str(
+                "\n… still running: some of the week's people have not had their whole \
+                 period yet (counts so far, not failures)\n",
+            );
+        }
         out
     }
 
+    /// One row per line kind, told apart by `row`: `total` (the whole
+    /// cohort), `mature` (mature persons only), then one `week` row per ISO
+    /// week (`cohort` is its Monday; `mature` only on week rows).
     fn csv(&self) -> String {
-        let mut out = String::from("cohort,cohort_size,activated,rate\n");
+        let mut out = String::from("row,cohort,cohort_size,activated,rate,mature\n");
+        let _ = writeln!(
+            out,
+            "total,,{},{},{},",
+            self.cohort_size, self.activated, self.rate
+        );
+        let _ = writeln!(
+            out,
+            "mature,,{},{},{},",
+            self.mature.cohort_size, self.mature.activated, self.mature.rate
+        );
         for w in &self.by_week {
             let _ = writeln!(
                 out,
-                "{},{},{},{}",
-                w.cohort, w.cohort_size, w.activated, w.rate
+                "week,{},{},{},{},{}",
+                w.cohort, w.cohort_size, w.activated, w.rate, w.mature
             );
         }
         out

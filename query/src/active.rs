@@ -21,7 +21,7 @@ use tally_event::time::{DAY_MS, ms_to_date};
 
 use crate::error::QueryError;
 use crate::params::RawParams;
-use crate::render::{Report, align, csv_field, percent};
+use crate::render::{BAR_WIDTH, Report, align, bar, csv_field, percent, thousands};
 use crate::source::{Rows, Scan, Source};
 
 /// Days in the weekly window.
@@ -91,6 +91,18 @@ pub struct ActiveDay {
 pub struct ActiveResult {
     /// Every day whose midnight is in range, oldest first.
     pub days: Vec<ActiveDay>,
+    /// The day that is not over yet (`YYYY-MM-DD`), which tables mark as
+    /// partial. Not part of the JSON: the analysis has no clock, so the
+    /// caller sets it with [`ActiveResult::mark_today`].
+    #[serde(skip)]
+    pub today: Option<String>,
+}
+
+impl ActiveResult {
+    /// Marks the UTC day of `now_ms` as the one still running.
+    pub fn mark_today(&mut self, now_ms: i64) {
+        self.today = Some(ms_to_date(now_ms).to_string());
+    }
 }
 
 /// Below this many rows one thread does it all.
@@ -101,7 +113,10 @@ pub fn run(src: &dyn Source, p: &ActiveParams) -> Result<ActiveResult, QueryErro
     // Unix day numbers of the first and last listed day.
     let (first, last) = listed_days(p.from, p.to);
     if first > last {
-        return Ok(ActiveResult { days: Vec::new() });
+        return Ok(ActiveResult {
+            days: Vec::new(),
+            today: None,
+        });
     }
     // Day index 0 is `base`; listed days are indices MONTH - 1 .. span.
     let base = first - (MONTH as i64 - 1);
@@ -142,7 +157,7 @@ pub fn run(src: &dyn Source, p: &ActiveParams) -> Result<ActiveResult, QueryErro
             }
         })
         .collect();
-    Ok(ActiveResult { days })
+    Ok(ActiveResult { days, today: None })
 }
 
 /// Per-day distinct counts over the whole scanned span (a mergeable
@@ -260,20 +275,41 @@ impl Report for ActiveResult {
             return "No day starts in the range.\n".into();
         }
         let mut rows = vec![
-            ["day", "DAU", "WAU", "MAU", "DAU/MAU"]
+            ["day", "DAU", "WAU", "MAU", "DAU/MAU", ""]
                 .map(String::from)
                 .to_vec(),
         ];
+        // Bars are DAU relative to the busiest day shown.
+        let peak = self.days.iter().map(|d| d.dau).max().unwrap_or(0);
+        let mut partial = false;
         for d in &self.days {
+            let today = self.today.as_deref() == Some(d.day.as_str());
+            partial |= today;
             rows.push(vec![
-                d.day.clone(),
-                d.dau.to_string(),
-                d.wau.to_string(),
-                d.mau.to_string(),
+                if today {
+                    format!("{} *", d.day)
+                } else {
+                    d.day.clone()
+                },
+                thousands(d.dau),
+                thousands(d.wau),
+                thousands(d.mau),
                 percent(d.stickiness),
+                bar(
+                    if peak == 0 {
+                        0.0
+                    } else {
+                        d.dau as f64 / peak as f64
+                    },
+                    BAR_WIDTH,
+                ),
             ]);
         }
-        align(&rows)
+        let mut out = align(&rows);
+        if partial {
+            out.push_str("\n* today: the day is not over yet (counts so far)\n");
+        }
+        out
     }
 
     fn csv(&self) -> String {

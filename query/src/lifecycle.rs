@@ -18,7 +18,9 @@ use tally_event::Stage;
 use crate::error::QueryError;
 use crate::group::fold_rows;
 use crate::params::RawParams;
-use crate::render::{Report, align, bar, csv_field, percent};
+use std::fmt::Write as _;
+
+use crate::render::{Report, align, bar, csv_field, percent, thousands};
 use crate::source::{Rows, Scan, Source};
 
 /// Parameters of `tally lifecycle`.
@@ -218,7 +220,19 @@ impl Sum {
 
 /// Money with two decimals, `—` when absent.
 fn money(x: Option<f64>) -> String {
-    x.map_or_else(|| "—".into(), |v| format!("{v:.2}"))
+    x.map_or_else(
+        || "—".into(),
+        |v| {
+            // Two decimals, thousands separated: -1234.5 → -1,234.50.
+            let text = format!("{:.2}", v.abs());
+            let (int, frac) = text.split_once('.').unwrap_or((&text, "00"));
+            let int = int
+                .parse::<u64>()
+                .map_or_else(|_| int.to_string(), thousands);
+            let sign = if v < 0.0 && text != "0.00" { "-" } else { "" };
+            format!("{sign}{int}.{frac}")
+        },
+    )
 }
 
 /// A number as CSV shows it (shortest round-trip form), empty when absent.
@@ -245,8 +259,8 @@ impl Report for LifecycleResult {
         for s in &self.stages {
             rows.push(vec![
                 s.stage.to_string(),
-                s.users.to_string(),
-                s.events.to_string(),
+                thousands(s.users),
+                thousands(s.events),
                 percent(share(s.users)),
                 bar(share(s.users), 20),
             ]);
@@ -254,35 +268,34 @@ impl Report for LifecycleResult {
         let mut out = align(&rows);
         out.push('\n');
         out.push_str(&align(&[
-            vec!["active users".into(), self.active_users.to_string()],
+            vec!["active users".into(), thousands(self.active_users)],
             vec!["revenue (net)".into(), money(Some(self.revenue))],
-            vec!["paying users".into(), self.paying_users.to_string()],
-            vec!["orders".into(), self.orders.to_string()],
+            vec!["paying users".into(), thousands(self.paying_users)],
+            vec!["orders".into(), thousands(self.orders)],
             vec!["AOV".into(), money(self.aov)],
             vec!["ARPU".into(), money(self.arpu)],
         ]));
         out
     }
 
-    /// One row per stage; the range-wide totals (which belong to no stage)
-    /// are repeated on every row, so the CSV stays one rectangular table.
+    /// A long format, one number per row: `metric,stage,value`. Per stage
+    /// in order its `users` and `events` rows; then the range-wide totals,
+    /// which belong to no stage (`stage` empty): `active_users`, `revenue`,
+    /// `paying_users`, `orders`, `aov`, `arpu` (`aov`/`arpu` empty when
+    /// undefined). Nothing is repeated, and every row has three cells.
     fn csv(&self) -> String {
-        let mut out =
-            String::from("stage,users,events,active_users,revenue,paying_users,orders,aov,arpu\n");
+        let mut out = String::from("metric,stage,value\n");
         for s in &self.stages {
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{}\n",
-                csv_field(s.stage.as_str()),
-                s.users,
-                s.events,
-                self.active_users,
-                self.revenue,
-                self.paying_users,
-                self.orders,
-                csv_number(self.aov),
-                csv_number(self.arpu),
-            ));
+            let stage = csv_field(s.stage.as_str());
+            let _ = writeln!(out, "users,{stage},{}", s.users);
+            let _ = writeln!(out, "events,{stage},{}", s.events);
         }
+        let _ = writeln!(out, "active_users,,{}", self.active_users);
+        let _ = writeln!(out, "revenue,,{}", self.revenue);
+        let _ = writeln!(out, "paying_users,,{}", self.paying_users);
+        let _ = writeln!(out, "orders,,{}", self.orders);
+        let _ = writeln!(out, "aov,,{}", csv_number(self.aov));
+        let _ = writeln!(out, "arpu,,{}", csv_number(self.arpu));
         out
     }
 }

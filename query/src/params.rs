@@ -108,8 +108,12 @@ impl RawParams {
         Ok(Some(n))
     }
 
-    /// `--from` / `--to`, defaulting to the 30 days up to the end of today (UTC).
+    /// `--from` / `--to`, defaulting to the 30 days up to the end of today
+    /// (UTC); or `--last 30d` / `--last 2w` (see [`last_range`]).
     pub fn range(&mut self, now: i64) -> Result<(i64, i64), QueryError> {
+        if let Some(range) = self.last(now)? {
+            return Ok(range);
+        }
         let to = self
             .time("to")?
             .unwrap_or_else(|| now.div_euclid(DAY_MS) * DAY_MS + DAY_MS);
@@ -120,6 +124,40 @@ impl RawParams {
         Ok((from, to))
     }
 
+    /// `--from` / `--to` defaulting to all time (`tally events`, export),
+    /// or `--last`.
+    pub fn range_or_all(&mut self, now: i64) -> Result<(i64, i64), QueryError> {
+        if let Some(range) = self.last(now)? {
+            return Ok(range);
+        }
+        let from = self.time("from")?.unwrap_or(i64::MIN);
+        let to = self.time("to")?.unwrap_or(i64::MAX);
+        if from >= to {
+            return Err(QueryError::bad("from", "must be before --to"));
+        }
+        Ok((from, to))
+    }
+
+    /// `--last`, which may not be combined with `--from` or `--to`.
+    fn last(&mut self, now: i64) -> Result<Option<(i64, i64)>, QueryError> {
+        let Some(last) = self.str("last")? else {
+            return Ok(None);
+        };
+        for other in ["from", "to"] {
+            if self.str(other)?.is_some() {
+                return Err(QueryError::bad(
+                    "last",
+                    format!(
+                        "cannot be combined with --{other} (give either --last or --from/--to)"
+                    ),
+                ));
+            }
+        }
+        last_range(&last, now)
+            .map(Some)
+            .map_err(|m| QueryError::bad("last", m))
+    }
+
     /// Fails on the first parameter no getter asked for.
     pub fn finish(self) -> Result<(), QueryError> {
         match self.pairs.into_iter().find(|(_, _, used)| !used) {
@@ -127,6 +165,28 @@ impl RawParams {
             None => Ok(()),
         }
     }
+}
+
+/// `--last 30d` / `--last 2w`: the whole days ending with today (UTC), so
+/// `from` is the midnight `N - 1` days before today's and `to` the midnight
+/// after today (SPEC §3).
+pub fn last_range(s: &str, now: i64) -> Result<(i64, i64), String> {
+    let s = s.trim();
+    let days = match s.strip_suffix('d') {
+        Some(n) => n.parse::<i64>().ok(),
+        None => s
+            .strip_suffix('w')
+            .and_then(|n| n.parse::<i64>().ok())
+            .and_then(|n| n.checked_mul(7)),
+    };
+    let days = days.ok_or_else(|| {
+        format!("'{s}' is not a number of days or weeks (expected e.g. 30d or 2w)")
+    })?;
+    if !(1..=36_500).contains(&days) {
+        return Err(format!("'{s}' is out of range (expected 1d to 36500d)"));
+    }
+    let to = now.div_euclid(DAY_MS) * DAY_MS + DAY_MS;
+    Ok((to - days * DAY_MS, to))
 }
 
 /// Parses `90s`, `30m`, `24h`, `7d`, `2w` into milliseconds.
@@ -192,6 +252,54 @@ mod tests {
         assert_eq!(err, "--windw: unknown parameter");
         let mut p = RawParams::new([("to", "2026-01-01"), ("to", "2026-01-02")]);
         assert!(p.time("to").is_err());
+    }
+
+    #[test]
+    fn last_is_whole_days_ending_with_today() {
+        let now = parse_date_or_rfc3339("2026-03-10T15:30:00Z").unwrap();
+        let day = |d: &str| parse_date_or_rfc3339(d).unwrap();
+        // 30d: from the midnight 29 days before today, to the one after.
+        assert_eq!(
+            last_range("30d", now),
+            Ok((day("2026-02-09"), day("2026-03-11")))
+        );
+        assert_eq!(
+            last_range("2w", now),
+            Ok((day("2026-02-25"), day("2026-03-11")))
+        );
+        assert_eq!(
+            last_range("1d", now),
+            Ok((day("2026-03-10"), day("2026-03-11")))
+        );
+        // At midnight exactly, today is the day that just began.
+        assert_eq!(
+            last_range("1d", day("2026-03-10")),
+            Ok((day("2026-03-10"), day("2026-03-11")))
+        );
+        for bad in ["30", "24h", "0d", "-1d", "x", "1.5d"] {
+            assert!(last_range(bad, now).is_err(), "{bad}");
+        }
+        // Through the parameters, and the same for range_or_all.
+        let mut p = RawParams::new([("last", "7d")]);
+        assert_eq!(
+            p.range(now).unwrap(),
+            (day("2026-03-04"), day("2026-03-11"))
+        );
+        p.finish().unwrap();
+        let mut p = RawParams::new([("last", "7d")]);
+        assert_eq!(
+            p.range_or_all(now).unwrap(),
+            (day("2026-03-04"), day("2026-03-11"))
+        );
+        // Combined with --from or --to: a usage error naming both.
+        for other in ["from", "to"] {
+            let mut p = RawParams::new([("last", "7d"), (other, "2026-01-01")]);
+            let err = p.range(now).unwrap_err().to_string();
+            assert!(err.starts_with("--last:") && err.contains(other), "{err}");
+        }
+        // range_or_all defaults to all time.
+        let mut p = RawParams::new(Vec::<(&str, &str)>::new());
+        assert_eq!(p.range_or_all(now).unwrap(), (i64::MIN, i64::MAX));
     }
 
     #[test]

@@ -120,8 +120,19 @@ pub fn align(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Quotes a CSV field when it needs it.
+/// A text cell of CSV: quoted when it needs it, and defused when it starts
+/// like a spreadsheet formula (`=`, `+`, `-`, `@`, or a tab or carriage
+/// return) by a leading `'`, since event names and properties come from
+/// untrusted clients. Numbers the tool computes are written as numbers,
+/// not through this function, so a negative revenue stays a number.
 pub fn csv_field(s: &str) -> String {
+    let defused;
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        defused = format!("'{s}");
+        defused.as_str()
+    } else {
+        s
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -130,7 +141,7 @@ pub fn csv_field(s: &str) -> String {
 }
 
 /// `1234567` → `1,234,567`.
-pub(crate) fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -178,5 +189,16 @@ mod tests {
             "a     1\nbcd  22\n"
         );
         assert_eq!(csv_field("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_defused() {
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-2+3"), "'-2+3");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\tx"), "'\tx");
+        assert_eq!(csv_field("signup"), "signup");
+        assert_eq!(csv_field("a=b"), "a=b");
     }
 }

@@ -32,7 +32,7 @@ use tally_event::time::{DAY_MS, format_rfc3339, ms_to_date};
 use crate::error::QueryError;
 use crate::group::fold_rows;
 use crate::params::RawParams;
-use crate::render::{Report, align, csv_field, percent};
+use crate::render::{Report, align, csv_field, percent, thousands};
 use crate::source::{NameId, Rows, Scan, Source};
 
 /// Largest `--periods`.
@@ -190,6 +190,41 @@ pub struct RetentionTotal {
     pub retained: Vec<u64>,
     /// Sum of the cohorts' `unbounded`.
     pub unbounded: Vec<u64>,
+    /// `complete_size[k]`: persons in the cohorts for which period `k` has
+    /// fully elapsed (`k < incomplete_from`, or `incomplete_from` null).
+    pub complete_size: Vec<u64>,
+    /// `retained` summed over the same cohorts, per `k`.
+    pub complete_retained: Vec<u64>,
+    /// `unbounded` summed over the same cohorts, per `k`.
+    pub complete_unbounded: Vec<u64>,
+}
+
+impl RetentionTotal {
+    fn zero(n: usize) -> Self {
+        RetentionTotal {
+            size: 0,
+            retained: vec![0; n],
+            unbounded: vec![0; n],
+            complete_size: vec![0; n],
+            complete_retained: vec![0; n],
+            complete_unbounded: vec![0; n],
+        }
+    }
+
+    /// Adds one cohort's row.
+    fn add(&mut self, c: &CohortRetention) {
+        self.size += c.size;
+        let complete_until = c.incomplete_from.map_or(usize::MAX, |k| k as usize);
+        for k in 0..self.retained.len() {
+            self.retained[k] += c.retained[k];
+            self.unbounded[k] += c.unbounded[k];
+            if k < complete_until {
+                self.complete_size[k] += c.size;
+                self.complete_retained[k] += c.retained[k];
+                self.complete_unbounded[k] += c.unbounded[k];
+            }
+        }
+    }
 }
 
 /// The answer of `tally retention`, exactly SPEC's JSON.
@@ -212,11 +247,7 @@ pub fn run(src: &dyn Source, p: &RetentionParams) -> Result<RetentionResult, Que
         period: p.period,
         as_of: format_rfc3339(p.as_of),
         cohorts: Vec::new(),
-        total: RetentionTotal {
-            size: 0,
-            retained: vec![0; n],
-            unbounded: vec![0; n],
-        },
+        total: RetentionTotal::zero(n),
     };
     let Some(start) = src.name_id(&p.start) else {
         return Ok(empty());
@@ -412,12 +443,8 @@ impl Members {
             }
             reached[c * n + latest.min(n - 1)] += 1;
         }
-        let mut total = RetentionTotal {
-            size: 0,
-            retained: vec![0; n],
-            unbounded: vec![0; n],
-        };
-        let rows = (0..cohorts)
+        let mut total = RetentionTotal::zero(n);
+        let rows: Vec<CohortRetention> = (0..cohorts)
             .map(|c| {
                 let mut ret = retained[c * n..(c + 1) * n].to_vec();
                 ret[0] = size[c];
@@ -428,11 +455,6 @@ impl Members {
                     unbounded[k] = acc;
                 }
                 unbounded[0] = size[c];
-                total.size += size[c];
-                for k in 0..n {
-                    total.retained[k] += ret[k];
-                    total.unbounded[k] += unbounded[k];
-                }
                 // Period k is over once s0 + (k + 1) L <= as_of for the
                 // latest member, i.e. for k < floor((as_of - s0) / L).
                 let done = p
@@ -449,6 +471,9 @@ impl Members {
                 }
             })
             .collect();
+        for row in &rows {
+            total.add(row);
+        }
         RetentionResult {
             period: p.period,
             as_of: format_rfc3339(p.as_of),
@@ -527,27 +552,39 @@ impl Report for RetentionResult {
         let mut any_incomplete = vec![false; n];
         for c in &self.cohorts {
             let from = c.incomplete_from.map_or(n, |k| k as usize);
-            let mut row = vec![c.cohort.clone(), c.size.to_string()];
+            let mut row = vec![c.cohort.clone(), thousands(c.size)];
             for (k, (&count, any)) in c.retained.iter().zip(&mut any_incomplete).enumerate() {
                 *any |= k >= from;
                 row.push(cell(count, c.size, k >= from));
             }
             rows.push(row);
         }
+        // The total rows count, for each period, only the cohorts for which
+        // it is over (`complete_`), so young cohorts do not drag the curve
+        // down; a period no cohort has finished yet shows `…`.
+        let t = &self.total;
         let totals = |name: &str, counts: &[u64]| {
-            let mut row = vec![name.to_string(), self.total.size.to_string()];
-            for (&count, &incomplete) in counts.iter().zip(&any_incomplete) {
-                row.push(cell(count, self.total.size, incomplete));
+            let mut row = vec![name.to_string(), thousands(t.size)];
+            for (&count, &size) in counts.iter().zip(&t.complete_size) {
+                row.push(if size == 0 {
+                    "…".into()
+                } else {
+                    cell(count, size, false)
+                });
             }
             row
         };
-        rows.push(totals("total", &self.total.retained));
-        rows.push(totals("total, k or later", &self.total.unbounded));
+        rows.push(totals("total", &t.complete_retained));
+        rows.push(totals("total, k or later", &t.complete_unbounded));
         out.push_str(&align(&rows));
         if any_incomplete.iter().any(|&b| b) {
             let _ = writeln!(
                 out,
                 "\n… period not over yet for every member (counts so far, not churn)"
+            );
+            let _ = writeln!(
+                out,
+                "total: for each period, only the cohorts for which it is over"
             );
         }
         out
@@ -572,6 +609,14 @@ impl Report for RetentionResult {
                 c.incomplete_from.map(|k| k.to_string()).unwrap_or_default()
             );
             for v in c.retained.iter().chain(&c.unbounded) {
+                let _ = write!(out, ",{v}");
+            }
+            out.push('\n');
+        }
+        // The sums over every cohort, as `total` in the JSON.
+        if !self.cohorts.is_empty() {
+            let _ = write!(out, "total,{},", self.total.size);
+            for v in self.total.retained.iter().chain(&self.total.unbounded) {
                 let _ = write!(out, ",{v}");
             }
             out.push('\n');

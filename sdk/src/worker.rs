@@ -250,6 +250,47 @@ pub(crate) struct Worker {
     exit: Option<Waiter>,
     done: bool,
     drops_reported: u64,
+    refusals: Refusals,
+}
+
+/// Causes of refusal already logged at `warn`: a wrong key or an app that
+/// sends bad events would otherwise log the same line for every batch.
+#[derive(Default)]
+pub(crate) struct Refusals {
+    seen: std::collections::HashSet<String>,
+}
+
+/// At most this many distinct causes are logged (then only `debug`).
+const MAX_REFUSAL_CAUSES: usize = 32;
+
+impl Refusals {
+    /// True the first time `cause` is seen (and while few causes were).
+    pub(crate) fn first(&mut self, cause: String) -> bool {
+        self.seen.len() < MAX_REFUSAL_CAUSES && self.seen.insert(cause)
+    }
+}
+
+/// The cause of a refusal worth a warning: the collector said no to the key
+/// (401, 403) or to the events (400, 413); retries cannot fix these.
+pub(crate) fn refusal_cause(error: &DeliveryError) -> Option<(String, &'static str)> {
+    let status = error.status()?;
+    let what = match status {
+        401 | 403 => {
+            "the collector refused the write key; no event is being delivered \
+                      (check the key given to Client::builder)"
+        }
+        400 => "the collector refused a batch as malformed",
+        413 => "the collector refused an event as too large",
+        _ => return None,
+    };
+    Some((format!("status {status}"), what))
+}
+
+/// The cause of one rejected event: the field its message names
+/// (`user_id: required ...` → `user_id`).
+pub(crate) fn rejection_cause(error: &str) -> String {
+    let field = error.split(':').next().unwrap_or(error);
+    format!("rejected {field}")
 }
 
 impl Worker {
@@ -274,6 +315,7 @@ impl Worker {
             exit: None,
             done: false,
             drops_reported: 0,
+            refusals: Refusals::default(),
         }
     }
 
@@ -515,6 +557,14 @@ impl Worker {
             }
         }
         rejected.sort_by_key(|(i, _)| *i);
+        for (_, error) in &rejected {
+            if self.refusals.first(rejection_cause(error)) {
+                tracing::warn!(
+                    "tally-sdk: the collector rejected an event: {error} (logged once per \
+                     reason; every rejection is in the flush and shutdown reports)"
+                );
+            }
+        }
         let r = rejected.len();
         // Trust the collector's split of the rest into new and duplicate,
         // but keep every event counted exactly once.
@@ -590,7 +640,16 @@ impl Worker {
 
     /// Gives up on a batch.
     fn fail(&mut self, b: InFlight, error: DeliveryError) {
-        tracing::debug!(events = b.items.len(), %error, "tally-sdk: giving up on a batch");
+        let refusal = refusal_cause(&error);
+        match refusal {
+            Some((cause, what)) if self.refusals.first(cause.clone()) => {
+                tracing::warn!(
+                    events = b.items.len(),
+                    "tally-sdk: {what}: {error} (logged once per cause)"
+                );
+            }
+            _ => tracing::debug!(events = b.items.len(), %error, "tally-sdk: giving up on a batch"),
+        }
         Counters::add(&self.queue.counters.failed, b.items.len());
         // A durable queue keeps what may still be delivered later.
         let keep_on_disk = error.is_retryable() || error == DeliveryError::Abandoned;
@@ -855,6 +914,42 @@ mod tests {
         assert!(DeliveryError::Timeout.is_retryable());
         assert!(DeliveryError::Transport("x".into()).is_retryable());
         assert!(!DeliveryError::Abandoned.is_retryable());
+    }
+
+    #[test]
+    fn refusals_are_warned_once_per_cause() {
+        let status = |status: u16| DeliveryError::Status {
+            status,
+            message: "no".into(),
+        };
+        for s in [400, 401, 403, 413] {
+            assert!(refusal_cause(&status(s)).is_some(), "{s}");
+        }
+        // Retryable failures and other statuses are not refusals.
+        for e in [
+            status(500),
+            status(429),
+            status(404),
+            DeliveryError::Timeout,
+            DeliveryError::Transport("refused".into()),
+        ] {
+            assert!(refusal_cause(&e).is_none(), "{e}");
+        }
+        assert!(refusal_cause(&status(401)).unwrap().1.contains("write key"));
+        let mut r = Refusals::default();
+        let key = |s| refusal_cause(&status(s)).unwrap().0;
+        assert!(r.first(key(401)));
+        assert!(!r.first(key(401)));
+        assert!(r.first(key(403)));
+        // Rejections: one cause per field named.
+        assert!(r.first(rejection_cause("user_id: required unless anonymous_id")));
+        assert!(!r.first(rejection_cause("user_id: too long")));
+        assert!(r.first(rejection_cause("event: required")));
+        // A bounded number of causes.
+        for i in 0..100 {
+            r.first(format!("cause {i}"));
+        }
+        assert_eq!(r.seen.len(), MAX_REFUSAL_CAUSES);
     }
 
     #[test]

@@ -151,9 +151,11 @@ fn csv_output_has_a_header_and_one_row_per_item() {
         let lines: Vec<&str> = text.lines().collect();
         let rows = match name {
             "funnel" => expected["steps"].as_array().unwrap().len(),
-            "activation" => expected["by_week"].as_array().unwrap().len(),
+            // The `total` and `mature` rows, then one per week.
+            "activation" => expected["by_week"].as_array().unwrap().len() + 2,
             "retention" => expected["cohorts"].as_array().unwrap().len(),
-            "lifecycle" => expected["stages"].as_array().unwrap().len(),
+            // Long format: users and events per stage, then six totals.
+            "lifecycle" => 2 * expected["stages"].as_array().unwrap().len() + 6,
             "active" => expected["days"].as_array().unwrap().len(),
             _ => unreachable!(),
         };
@@ -650,7 +652,8 @@ fn server_and_key_from_flags_or_environment() {
         .output()
         .unwrap();
     let csv = stdout(&out);
-    assert_eq!(csv.lines().count(), 8, "{csv}");
+    // The long format: a header, users and events for 7 stages, 6 totals.
+    assert_eq!(csv.lines().count(), 1 + 14 + 6, "{csv}");
     let out = tally()
         .env("TALLY_SERVER", &server.url)
         .env("TALLY_READ_KEY", READ_KEY)
@@ -739,4 +742,68 @@ fn a_missing_data_dir_is_an_error_not_created() {
         !missing.exists(),
         "a query must not create the data directory"
     );
+}
+
+/// Issue 9, item 4: tables say which numbers are still running.
+#[test]
+fn tables_mark_partial_periods() {
+    let dir = data_with_dataset();
+    // Activation count 2 within 30d as of 2026-11-14: the week of 10-12
+    // ends 10-19, + 30d = 11-18 > as-of, so it is still running.
+    let activation = stdout(&run(
+        &data(&dir),
+        &[
+            "activation",
+            "--start",
+            "signup",
+            "--event",
+            "purchase",
+            "--count",
+            "2",
+            "--within",
+            "30d",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-20",
+            "--as-of",
+            "2026-11-14",
+        ],
+    ));
+    let week = |w: &str| {
+        activation
+            .lines()
+            .find(|l| l.starts_with(w))
+            .unwrap_or_else(|| panic!("{w}:\n{activation}"))
+            .to_string()
+    };
+    assert!(
+        !week("2026-10-05").contains("still running"),
+        "{activation}"
+    );
+    assert!(week("2026-10-12").contains("still running"), "{activation}");
+    assert!(activation.contains("As of"), "{activation}");
+    assert!(activation.contains("2026-11-14T00:00:00Z"), "{activation}");
+
+    // `tally active` marks today's row as partial. An event now puts today
+    // in the default range.
+    let file = dir.path().join("today.ndjson");
+    write_ndjson(
+        &file,
+        &[serde_json::json!({"event": "view", "user_id": "today"})],
+    );
+    import_file(&data(&dir), &file);
+    let active = stdout(&run(&data(&dir), &["active"]));
+    let today = tally_event::time::ms_to_date(tally_event::time::now_ms()).to_string();
+    let line = active
+        .lines()
+        .find(|l| l.starts_with(&today))
+        .unwrap_or_else(|| panic!("{today}:\n{active}"));
+    assert!(line.starts_with(&format!("{today} *")), "{active}");
+    assert!(
+        active.contains("today: the day is not over yet"),
+        "{active}"
+    );
+    // Other days are not marked.
+    assert_eq!(active.matches(" *").count(), 1, "{active}");
 }

@@ -66,6 +66,29 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 /// Asserts a 200 ingest answer has exactly the SPEC shape and returns
 /// (accepted, duplicates, rejected as index -> error).
+/// The 400 of `/v1/track` for its one rejected event (SPEC §2):
+/// `{"error": "...", "rejected": [{"index": 0, "error": "..."}]}`; returns
+/// the rejection's message.
+fn track_rejection(status: u16, body: &Value) -> String {
+    assert_eq!(status, 400, "expected 400, got {status}: {body}");
+    let keys: BTreeSet<&str> = body
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {body}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, BTreeSet::from(["error", "rejected"]), "{body}");
+    let rejected = body["rejected"].as_array().expect("rejected is an array");
+    assert_eq!(rejected.len(), 1, "{body}");
+    assert_eq!(rejected[0]["index"], 0, "{body}");
+    let message = rejected[0]["error"].as_str().expect("error is a string");
+    assert!(
+        body["error"].as_str().unwrap().contains(message),
+        "the top-level error names the reason: {body}"
+    );
+    message.to_string()
+}
+
 fn ingest_answer(status: u16, body: &Value) -> (u64, u64, BTreeMap<u64, String>) {
     assert_eq!(status, 200, "expected 200, got {status}: {body}");
     let obj = body
@@ -781,15 +804,18 @@ fn track_takes_one_event() {
     let mut server = Server::start(dir.path());
     let (status, body) = post_json(&server.url, "/v1/track", &valid(1));
     assert_eq!(ingest_answer(status, &body), (1, 0, BTreeMap::new()));
-    // An invalid event is a 200 with a rejection at index 0, not stored.
+    // An invalid event is a 400 (SPEC §2) with an error and the rejection
+    // at index 0, and is not stored.
     let (status, body) = post_json(
         &server.url,
         "/v1/track",
         &json!({"id": uuid_n(2), "event": "x"}),
     );
-    let (accepted, duplicates, rejected) = ingest_answer(status, &body);
-    assert_eq!((accepted, duplicates), (0, 0));
-    assert!(rejected[&0].contains("user_id"), "{body}");
+    let rejected = track_rejection(status, &body);
+    assert!(rejected.contains("user_id"), "{body}");
+    // A duplicate is still a 200: the event is stored.
+    let (status, body) = post_json(&server.url, "/v1/track", &valid(1));
+    assert_eq!(ingest_answer(status, &body), (0, 1, BTreeMap::new()));
     // Without an id, the collector assigns one; without a timestamp, the
     // time received is used.
     let before = now_ms();
@@ -802,9 +828,7 @@ fn track_takes_one_event() {
     let after = now_ms();
     // A batch-shaped body on /v1/track is not an event.
     let (status, body) = post_json(&server.url, "/v1/track", &json!({"batch": [valid(3)]}));
-    let (accepted, _, rejected) = ingest_answer(status, &body);
-    assert_eq!(accepted, 0);
-    assert!(rejected[&0].contains("batch"), "{body}");
+    assert!(track_rejection(status, &body).contains("batch"), "{body}");
     assert!(server.terminate().success());
     let events = export_events(dir.path(), &[]);
     assert_eq!(events.len(), 2, "{events:?}");
@@ -886,9 +910,7 @@ fn unknown_top_level_fields_are_rejected_by_name() {
         "/v1/track",
         &json!({"id": uuid_n(4), "event": "x", "user_id": "u", "name": "n"}),
     );
-    let (accepted, _, rejected) = ingest_answer(status, &body);
-    assert_eq!(accepted, 0);
-    assert!(rejected[&0].contains("name"), "{body}");
+    assert!(track_rejection(status, &body).contains("name"), "{body}");
     assert!(server.terminate().success());
     assert!(export_ids(dir.path()).is_empty());
 }
@@ -984,9 +1006,26 @@ fn metrics_count_accepted_rejected_and_deduplicated_events() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
-        assert!(ctype.starts_with("text/plain"), "{ctype}");
-        resp.text().unwrap()
+        assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+        let text = resp.text().unwrap();
+        // The 0.0.4 text format has no OpenMetrics terminator.
+        assert!(!text.contains("# EOF"), "{text}");
+        text
     };
+    // A scraper that asks for OpenMetrics gets it, labelled as such.
+    let resp = client
+        .get(format!("{}/metrics", server.url))
+        .header(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(resp.text().unwrap().ends_with("# EOF\n"));
     let before = metrics();
     for name in ["accepted", "rejected", "deduplicated"] {
         assert!(
@@ -1406,4 +1445,74 @@ fn bad_serve_settings_exit_2() {
             "{args:?}: {err:?} should mention {word:?}"
         );
     }
+}
+
+/// Issue 9, item 1: a first start that cannot bind generates and stores the
+/// keys but cannot print them; the next start prints them (once), and
+/// every start says where the keys are kept.
+#[test]
+fn keys_not_shown_by_a_failed_first_start_are_printed_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = crate::support::tally()
+        .args(["serve", "--listen", &addr, "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("write key"), "{stdout}");
+    let stored = std::fs::read_to_string(data.join("keys.toml")).unwrap();
+    drop(taken);
+
+    // The next start prints the stored keys, which work.
+    let (mut server, out) = Server::start_keyless(&data, &[]);
+    let printed = out.before.join("\n");
+    let key_after = |label: &str| {
+        out.before
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(label).map(|k| k.trim().to_string()))
+            .unwrap_or_else(|| panic!("no {label:?} line in:\n{printed}"))
+    };
+    let write = key_after("write key:");
+    let read = key_after("read key:");
+    assert!(
+        stored.contains(&write) && stored.contains(&read),
+        "{stored}"
+    );
+    assert!(printed.contains("keys.toml"), "{printed}");
+    assert_eq!(send_with(&server.url, &write), 200);
+    assert!(server.terminate().success());
+
+    // The one after: not printed again, but where they are kept is said.
+    let (mut server, out) = Server::start_keyless(&data, &[]);
+    let printed = out.before.join("\n");
+    assert!(
+        !printed.contains(&write) && !printed.contains(&read),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "API keys are kept in {}",
+            data.join("keys.toml").display()
+        )),
+        "{printed}"
+    );
+    // (A request first: SIGTERM right after "listening" may beat the
+    // signal handler.)
+    assert_eq!(send_with(&server.url, &write), 200);
+    assert!(server.terminate().success());
+
+    // A configured key that differs from the stored one: say which is in force.
+    let (mut server, out) = Server::start_keyless(&data, &[("TALLY_WRITE_KEY", "other-write-key")]);
+    let printed = out.before.join("\n");
+    assert!(
+        printed.contains("the write key in force is the configured one"),
+        "{printed}"
+    );
+    assert!(!printed.contains("the read key in force"), "{printed}");
+    assert_eq!(send_with(&server.url, "other-write-key"), 200);
+    assert!(server.terminate().success());
 }

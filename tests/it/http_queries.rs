@@ -51,6 +51,8 @@ pub fn expected_funnel() -> Value {
 /// Times to the first purchase: u1 1800, u2 7200, u3 600, u6 3600 → 4
 /// activated (anon-4 never purchases), rate 0.8, median (1800+3600)/2 = 2700.
 /// Week 10-05: 4 people, 3 activated (0.75); week 10-12: 1 of 1.
+/// As of 2026-11-14 every s0 + 1d and every week's end + 1d is long past:
+/// all mature.
 pub fn expected_activation() -> Value {
     json!({
         "cohort_size": 5,
@@ -58,9 +60,13 @@ pub fn expected_activation() -> Value {
         "rate": 0.8,
         "median_seconds_to_activate": 2700.0,
         "by_week": [
-            {"cohort": "2026-10-05", "cohort_size": 4, "activated": 3, "rate": 0.75},
-            {"cohort": "2026-10-12", "cohort_size": 1, "activated": 1, "rate": 1.0},
-        ]
+            {"cohort": "2026-10-05", "cohort_size": 4, "activated": 3, "rate": 0.75,
+             "mature": true},
+            {"cohort": "2026-10-12", "cohort_size": 1, "activated": 1, "rate": 1.0,
+             "mature": true},
+        ],
+        "as_of": "2026-11-14T00:00:00Z",
+        "mature": {"cohort_size": 5, "activated": 4, "rate": 0.8}
     })
 }
 
@@ -70,6 +76,12 @@ pub fn expected_activation() -> Value {
 /// 10-13 10:00: 8 days = 691200 s after its signup) and u3 (12:10 and 10-25
 /// 12:00: 20 days = 1728000 s). u2 and u6 purchase once (a refund is not a
 /// purchase). 2 of 5 = 0.4; median (691200+1728000)/2 = 1209600.
+///
+/// As of 2026-11-14T00:00Z: the 10-05 signups' s0 + 30d is 11-04, u6's
+/// (10-13 08:00) is 11-12 08:00: all five are mature, so `mature` equals
+/// the cohort. Week 10-05 ends 10-12, + 30d = 11-11 <= as_of: mature; week
+/// 10-12 ends 10-19, + 30d = 11-18 > as_of: still running, although its one
+/// person is already mature (the week's end decides).
 pub fn expected_activation_count_2() -> Value {
     json!({
         "cohort_size": 5,
@@ -77,10 +89,26 @@ pub fn expected_activation_count_2() -> Value {
         "rate": 0.4,
         "median_seconds_to_activate": 1_209_600.0,
         "by_week": [
-            {"cohort": "2026-10-05", "cohort_size": 4, "activated": 2, "rate": 0.5},
-            {"cohort": "2026-10-12", "cohort_size": 1, "activated": 0, "rate": 0.0},
-        ]
+            {"cohort": "2026-10-05", "cohort_size": 4, "activated": 2, "rate": 0.5,
+             "mature": true},
+            {"cohort": "2026-10-12", "cohort_size": 1, "activated": 0, "rate": 0.0,
+             "mature": false},
+        ],
+        "as_of": "2026-11-14T00:00:00Z",
+        "mature": {"cohort_size": 5, "activated": 2, "rate": 0.4}
     })
+}
+
+/// `activation?start=signup&event=purchase&count=2&within=30d&as_of=2026-11-12T08:00:00+00:00`:
+/// as above, but u6 is mature exactly at as_of (s0 + 30d = 11-12 08:00, at
+/// or before) and the 10-05 four since 11-04: still 5 mature. One
+/// millisecond earlier u6 is not: mature 4, activated 2 (u1, u3), 0.5.
+pub fn expected_activation_mature_edge() -> Value {
+    let mut v = expected_activation_count_2();
+    v["as_of"] = json!("2026-11-12T07:59:59.999Z");
+    v["mature"] = json!({"cohort_size": 4, "activated": 2, "rate": 0.5});
+    v["by_week"][0]["mature"] = json!(true);
+    v
 }
 
 /// `retention?start=signup&return=purchase&period=week&periods=2&as-of=2026-11-01` over RANGE.
@@ -103,7 +131,10 @@ pub fn expected_retention() -> Value {
             {"cohort": "2026-10-12", "size": 1, "retained": [1, 0, 0],
              "unbounded": [1, 0, 0], "incomplete_from": 2},
         ],
-        "total": {"size": 5, "retained": [5, 1, 1], "unbounded": [5, 2, 1]}
+        // complete_: k = 0, 1 over both cohorts; k = 2 only the 10-05 one.
+        "total": {"size": 5, "retained": [5, 1, 1], "unbounded": [5, 2, 1],
+                  "complete_size": [5, 5, 4], "complete_retained": [5, 1, 1],
+                  "complete_unbounded": [5, 2, 1]}
     })
 }
 
@@ -167,17 +198,55 @@ pub fn query_cases() -> Vec<(&'static str, String, Vec<&'static str>, Value)> {
         ),
         (
             "activation",
-            format!("start=signup&event=purchase&within=1d&{RANGE}"),
-            with(&["--start", "signup", "--event", "purchase", "--within", "1d"]),
+            format!("start=signup&event=purchase&within=1d&as_of=2026-11-14&{RANGE}"),
+            with(&[
+                "--start",
+                "signup",
+                "--event",
+                "purchase",
+                "--within",
+                "1d",
+                "--as-of",
+                "2026-11-14",
+            ]),
             expected_activation(),
         ),
         (
             "activation",
-            format!("start=signup&event=purchase&count=2&within=30d&{RANGE}"),
+            format!("start=signup&event=purchase&count=2&within=30d&as-of=2026-11-14&{RANGE}"),
             with(&[
-                "--start", "signup", "--event", "purchase", "--count", "2", "--within", "30d",
+                "--start",
+                "signup",
+                "--event",
+                "purchase",
+                "--count",
+                "2",
+                "--within",
+                "30d",
+                "--as-of",
+                "2026-11-14",
             ]),
             expected_activation_count_2(),
+        ),
+        (
+            "activation",
+            format!(
+                "start=signup&event=purchase&count=2&within=30d\
+                 &as_of=2026-11-12T07:59:59.999Z&{RANGE}"
+            ),
+            with(&[
+                "--start",
+                "signup",
+                "--event",
+                "purchase",
+                "--count",
+                "2",
+                "--within",
+                "30d",
+                "--as-of",
+                "2026-11-12T07:59:59.999Z",
+            ]),
+            expected_activation_mature_edge(),
         ),
         (
             "retention",

@@ -562,7 +562,13 @@ fn import_and_export_exit_1_when_a_collector_holds_the_data_dir() {
     write_ndjson(&file, &[ev(1)]);
     let out = import(&data, &file, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--server"), "{}", stderr(&out));
+    // Each suggests what that command can do: import sends with the write
+    // key, export reads with the read key.
+    assert!(
+        stderr(&out).contains("--server URL --key WRITE_KEY"),
+        "{}",
+        stderr(&out)
+    );
     let out = import_stdin(&data, line(&ev(2)).as_bytes(), &["--format", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let out = tally()
@@ -571,9 +577,307 @@ fn import_and_export_exit_1_when_a_collector_holds_the_data_dir() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(!stderr(&out).is_empty());
+    assert!(
+        stderr(&out).contains("--server URL --key READ_KEY"),
+        "{}",
+        stderr(&out)
+    );
     assert!(out.stdout.is_empty());
+    // A second `tally serve` on the same directory has no --server flag to
+    // suggest.
+    let out = tally()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("--server"), "{}", stderr(&out));
     drop(server);
     // Nothing was imported behind the collector's back.
     assert!(export_ids(&data).is_empty());
+}
+
+/// Issue 9, item 2: lines stored with a generated id or the import time as
+/// their timestamp are worth a warning, since a re-import duplicates them.
+#[test]
+fn import_warns_about_lines_without_id_or_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("events.ndjson");
+    // Line 1: complete; 2 and 3: no id; 4: no timestamp; 5: id null (absent).
+    write_ndjson(
+        &file,
+        &[
+            ev(1),
+            json!({"event": "signup", "user_id": "a", "timestamp": "2026-10-05T10:00:00Z"}),
+            json!({"event": "signup", "user_id": "b", "timestamp": "2026-10-05T10:00:00Z"}),
+            json!({"id": uuid_n(4), "event": "signup", "user_id": "c"}),
+            json!({"id": null, "event": "signup", "user_id": "d",
+                   "timestamp": "2026-10-05T10:00:00Z"}),
+        ],
+    );
+    let out = import(&data, &file, &["--format", "json"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: 3 lines had no \"id\"")
+            && stderr.contains("importing this file again will store them again"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: 1 line had no \"timestamp\"")
+            && stderr.contains("time of this import"),
+        "{stderr}"
+    );
+    // The JSON summary keeps exactly the SPEC shape.
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary,
+        json!({"accepted": 5, "duplicates": 0, "rejected": 0, "errors": []})
+    );
+    // Lines with both: no warning.
+    let file = dir.path().join("complete.ndjson");
+    write_ndjson(&file, &[ev(10), ev(11)]);
+    let out = import(&data, &file, &[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+/// Issue 9, item 5: import and export against a running collector.
+#[test]
+fn import_and_export_through_a_running_collector() {
+    use crate::support::{READ_KEY, WRITE_KEY};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    // 2500 valid lines (three batches), a blank line, two bad lines, and
+    // a duplicate id; line numbers are the file's.
+    let file = dir.path().join("in.ndjson");
+    let mut text = String::new();
+    for n in 1..=2500 {
+        text.push_str(&line(&ev(n)));
+        text.push('\n');
+        if n == 10 {
+            text.push('\n'); // line 11
+        }
+        if n == 1500 {
+            text.push_str("{not json\n"); // line 1502
+        }
+    }
+    text.push_str(&line(
+        &json!({"id": uuid_n(2), "event": "x", "user_id": "u"}),
+    )); // dup
+    text.push('\n');
+    text.push_str(&line(&json!({"event": "x"}))); // no user: line 2504
+    text.push('\n');
+    std::fs::write(&file, &text).unwrap();
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args([
+            "--server",
+            &server.url,
+            "--key",
+            WRITE_KEY,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["accepted"], 2500, "{summary}");
+    assert_eq!(summary["duplicates"], 1, "{summary}");
+    assert_eq!(summary["rejected"], 2, "{summary}");
+    let lines: Vec<u64> = summary["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [1502, 2504], "{summary}");
+    // --strict: exit 1 on rejections, as offline.
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args(["--server", &server.url, "--key", WRITE_KEY, "--strict"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // The read key cannot write.
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args(["--server", &server.url, "--key", READ_KEY])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+
+    // Export over HTTP: the same lines as `tally export` would write.
+    let out = tally()
+        .args(["export", "--server", &server.url, "--key", READ_KEY])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let remote = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(remote.lines().count(), 2500);
+    // TALLY_SERVER / TALLY_READ_KEY, as for the analyses.
+    let out = tally()
+        .env("TALLY_SERVER", &server.url)
+        .env("TALLY_READ_KEY", READ_KEY)
+        .arg("export")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), remote);
+    let (status, body) = crate::support::get_text(
+        &http(),
+        &server.url,
+        "/v1/export?from=2026-10-05&to=2026-10-06",
+        Some(READ_KEY),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body.lines().count(), 2500);
+    let (status, body) = crate::support::get_text(
+        &http(),
+        &server.url,
+        "/v1/export?from=2026-10-06",
+        Some(READ_KEY),
+    );
+    assert_eq!((status, body.as_str()), (200, ""));
+    let (status, _) = crate::support::get_text(&http(), &server.url, "/v1/export", Some(WRITE_KEY));
+    assert_eq!(status, 401);
+    let (status, _) =
+        crate::support::get_text(&http(), &server.url, "/v1/export?fro=1", Some(READ_KEY));
+    assert_eq!(status, 400);
+    drop(server);
+    let offline = tally()
+        .args(["export", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(offline.status.success());
+    assert_eq!(String::from_utf8(offline.stdout).unwrap(), remote);
+}
+
+/// A stand-in collector on loopback that answers `answers` in turn (status
+/// and extra headers; `200` answers count the batch as accepted) and
+/// reports every request body it got.
+fn fake_collector(
+    answers: Vec<(u16, &'static str)>,
+) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (status, headers) in answers {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let body = String::from_utf8(body).unwrap();
+            let answer = if status == 200 {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                let n = v["batch"].as_array().unwrap().len();
+                format!(r#"{{"accepted":{n},"duplicates":0,"rejected":[]}}"#)
+            } else {
+                r#"{"error":"busy"}"#.to_string()
+            };
+            let _ = tx.send(body);
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn import_server_retries_5xx_and_429_with_the_same_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.ndjson");
+    // One line without an id: the id is fixed before the first attempt, so
+    // every retry carries the same one and the collector deduplicates.
+    write_ndjson(
+        &file,
+        &[
+            ev(1),
+            json!({"event": "signup", "user_id": "x", "timestamp": "2026-10-05T10:00:00Z"}),
+        ],
+    );
+    let (url, bodies) = fake_collector(vec![(503, ""), (429, "Retry-After: 0\r\n"), (200, "")]);
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args(["--server", &url, "--key", "k", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary,
+        json!({"accepted": 2, "duplicates": 0, "rejected": 0, "errors": []})
+    );
+    assert!(stderr(&out).contains("retrying"), "{}", stderr(&out));
+    let got: Vec<String> = bodies.try_iter().collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.iter().all(|b| *b == got[0]), "{got:?}");
+    let batch: Value = serde_json::from_str(&got[0]).unwrap();
+    assert_eq!(batch["batch"].as_array().unwrap().len(), 2);
+    assert!(batch["batch"][1]["id"].is_string(), "{batch}");
+
+    // A refusal that retrying cannot fix (a wrong key) stops at once, exit 1.
+    let (url, _bodies) = fake_collector(vec![(401, "")]);
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args(["--server", &url, "--key", "wrong"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+
+    // Nobody listening at all: the not-running message, no endless retry.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = tally()
+        .arg("import")
+        .arg(&file)
+        .args(["--server", &url, "--key", "k"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is `tally serve` running?"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -4,12 +4,14 @@
 
 mod support;
 
+mod catalog;
 mod cli_queries;
 mod crash;
 mod http_ingest;
 mod http_limits;
 mod http_queries;
 mod import_export;
+mod messages;
 mod sdk_e2e;
 mod store_damage;
 mod store_failure;

@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
         pairs,
         tally_event::time::now_ms(),
     )?;
-    let run = || query.run(&store, Format::Json);
+    let run = || query.run(&store, Format::Json).map(|a| a.body);
     let answer = run()?;
     let mut runs_ms = Vec::with_capacity(args.runs);
     for _ in 0..args.runs {

@@ -31,11 +31,41 @@ pub struct Rejection {
     pub error: String,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `{"batch": [...]}`. Deserialized by hand only to refuse a bare array up
+/// front: a derived struct also accepts a JSON array (its fields in order),
+/// so `[{...}]` used to fail inside it with serde's inverted "invalid type:
+/// map, expected a sequence".
 struct BatchBody<'a> {
-    #[serde(borrow)]
     batch: Vec<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for BatchBody<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields<'a> {
+            #[serde(borrow)]
+            batch: Vec<&'a RawValue>,
+        }
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = BatchBody<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object {\"batch\": [...]} (not a bare array)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let fields =
+                    Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(BatchBody {
+                    batch: fields.batch,
+                })
+            }
+        }
+        d.deserialize_map(Object)
+    }
 }
 
 /// `POST /v1/batch`: `{"batch": [event, ...]}`.

@@ -35,7 +35,13 @@ fn params(start: &str, event: &str, count: u32, within_ms: i64) -> ActivationPar
         within_ms,
         from: t0(),
         to: t0() + 14 * D,
+        as_of: far_future(),
     }
+}
+
+/// An `as_of` by which every cohort in these tests is mature.
+fn far_future() -> i64 {
+    t0() + 4000 * D
 }
 
 fn run(events: &[(&str, &str, i64)], p: &ActivationParams) -> ActivationResult {
@@ -264,13 +270,15 @@ fn by_week_groups_by_the_iso_monday_of_s0() {
                 cohort: "2026-01-05".into(),
                 cohort_size: 2,
                 activated: 1,
-                rate: 0.5
+                rate: 0.5,
+                mature: true,
             },
             ActivationWeek {
                 cohort: "2026-01-12".into(),
                 cohort_size: 3,
                 activated: 2,
-                rate: 2.0 / 3.0
+                rate: 2.0 / 3.0,
+                mature: true,
             },
         ]
     );
@@ -307,9 +315,13 @@ fn json_has_exactly_the_spec_shape() {
             "rate": 0.5,
             "median_seconds_to_activate": 237.715,
             "by_week": [
-                {"cohort": "2026-01-05", "cohort_size": 1, "activated": 1, "rate": 1.0},
-                {"cohort": "2026-01-12", "cohort_size": 1, "activated": 0, "rate": 0.0},
-            ]
+                {"cohort": "2026-01-05", "cohort_size": 1, "activated": 1, "rate": 1.0,
+                 "mature": true},
+                {"cohort": "2026-01-12", "cohort_size": 1, "activated": 0, "rate": 0.0,
+                 "mature": true},
+            ],
+            "as_of": "2036-12-18T00:00:00Z",
+            "mature": {"cohort_size": 2, "activated": 1, "rate": 0.5},
         })
     );
     let text = r.render(Format::Json);
@@ -318,6 +330,7 @@ fn json_has_exactly_the_spec_shape() {
     assert!(at("activated") < at("rate"));
     assert!(at("rate") < at("median_seconds_to_activate"));
     assert!(at("median_seconds_to_activate") < at("by_week"));
+    assert!(at("by_week") < at("as_of"));
     let back: ActivationResult = serde_json::from_str(&text).unwrap();
     assert_eq!(back, r);
 
@@ -329,7 +342,93 @@ fn json_has_exactly_the_spec_shape() {
     assert_eq!(
         serde_json::to_value(&r).unwrap(),
         json!({"cohort_size": 0, "activated": 0, "rate": 0.0,
-               "median_seconds_to_activate": null, "by_week": []})
+               "median_seconds_to_activate": null, "by_week": [],
+               "as_of": "2036-12-18T00:00:00Z",
+               "mature": {"cohort_size": 0, "activated": 0, "rate": 0.0}})
+    );
+}
+
+#[test]
+fn maturity_counts_only_persons_whose_whole_within_has_passed() {
+    // within 7d; t0 = Monday 2026-01-05.
+    // a: signup@0 (Mon 01-05), e@1h: activated; s0 + 7d = 01-12.
+    // b: signup@3d (Thu 01-08), no e: not activated; s0 + 7d = 01-15 00:00.
+    // c: signup@3d + 1 ms, e@3d + 2h: activated; s0 + 7d = 01-15 00:00.001.
+    // d: signup@8d (Tue 01-13), e@8d + 1h: activated; s0 + 7d = 01-20.
+    let events = [
+        ("a", "signup", 0),
+        ("a", "e", H),
+        ("b", "signup", 3 * D),
+        ("c", "signup", 3 * D + 1),
+        ("c", "e", 3 * D + 2 * H),
+        ("d", "signup", 8 * D),
+        ("d", "e", 8 * D + H),
+    ];
+    let at = |as_of: i64| {
+        let mut p = params("signup", "e", 1, 7 * D);
+        p.as_of = as_of;
+        run(&events, &p)
+    };
+    let mature = |r: &ActivationResult| {
+        (
+            r.mature.cohort_size,
+            r.mature.activated,
+            r.mature.rate,
+            r.by_week.iter().map(|w| w.mature).collect::<Vec<_>>(),
+        )
+    };
+
+    // As of Thu 01-15 00:00: a and b are mature (b exactly: "at or before"),
+    // c is 1 ms short, d has days to go. Mature: 2, activated 1 (a), 50%.
+    // Week 01-05 ends 01-12, + 7d = 01-19 > as_of; week 01-12: 01-26.
+    let r = at(t0() + 10 * D);
+    assert_eq!(r.as_of, "2026-01-15T00:00:00Z");
+    assert_eq!(mature(&r), (2, 1, 0.5, vec![false, false]));
+    // The overall numbers do not depend on as_of: 4 in the cohort, 3 activated.
+    assert_eq!((r.cohort_size, r.activated, r.rate), (4, 3, 0.75));
+
+    // As of Mon 01-19 00:00: a, b, c are mature (d's s0 + 7d is 01-20);
+    // activated a and c → 2 of 3. Week 01-05 is mature exactly now.
+    let r = at(t0() + 14 * D);
+    assert_eq!(mature(&r), (3, 2, 2.0 / 3.0, vec![true, false]));
+    // One millisecond earlier, the week 01-05 is still running.
+    let r = at(t0() + 14 * D - 1);
+    assert_eq!(mature(&r), (3, 2, 2.0 / 3.0, vec![false, false]));
+
+    // As of 01-26 everybody is mature and so is every week.
+    let r = at(t0() + 21 * D);
+    assert_eq!(mature(&r), (4, 3, 0.75, vec![true, true]));
+
+    // Before anybody's period is over: nobody mature, rate 0.
+    let r = at(t0() + D);
+    assert_eq!(mature(&r), (0, 0, 0.0, vec![false, false]));
+}
+
+#[test]
+fn tables_mark_running_weeks_as_still_running() {
+    // As above: as of 01-19 the week of 01-05 is mature, 01-12 is not.
+    let mut p = params("signup", "e", 1, 7 * D);
+    p.as_of = t0() + 14 * D;
+    let r = run(
+        &[("a", "signup", 0), ("a", "e", H), ("d", "signup", 8 * D)],
+        &p,
+    );
+    let table = r.render(Format::Table);
+    let line = |week: &str| table.lines().find(|l| l.starts_with(week)).unwrap();
+    assert!(!line("2026-01-05").contains("still running"), "{table}");
+    assert!(line("2026-01-05").contains('█'), "{table}");
+    assert!(line("2026-01-12").contains("0.0%…"), "{table}");
+    assert!(line("2026-01-12").contains("still running"), "{table}");
+    assert!(table.contains("Mature rate"), "{table}");
+    assert!(table.contains("100.0%"), "{table}");
+    assert!(table.contains("2026-01-19T00:00:00Z"), "{table}");
+    assert_eq!(
+        r.render(Format::Csv),
+        "row,cohort,cohort_size,activated,rate,mature\n\
+         total,,2,1,0.5,\n\
+         mature,,1,1,1,\n\
+         week,2026-01-05,1,1,1,true\n\
+         week,2026-01-12,1,0,0,false\n"
     );
 }
 
@@ -367,11 +466,26 @@ fn params_defaults_and_parsing() {
             within_ms: 30 * D,
             from: parse_date_or_rfc3339("2026-01-01").unwrap(),
             to: parse_date_or_rfc3339("2026-01-31").unwrap(),
+            as_of: t0(),
         }
     );
-    // Defaults: count 1, within 30d, the 30 days up to the end of today.
+    // Defaults: count 1, within 30d, the 30 days up to the end of today,
+    // as of now.
     let p = from_raw(&[("start", "a"), ("event", "b")]).unwrap();
-    assert_eq!((p.count, p.within_ms), (1, 30 * D));
+    assert_eq!((p.count, p.within_ms, p.as_of), (1, 30 * D, t0()));
+    // --as-of takes a date or RFC 3339, either spelling.
+    let p = from_raw(&[("start", "a"), ("event", "b"), ("as_of", "2026-02-01")]).unwrap();
+    assert_eq!(p.as_of, parse_date_or_rfc3339("2026-02-01").unwrap());
+    let p = from_raw(&[
+        ("start", "a"),
+        ("event", "b"),
+        ("as-of", "2026-02-01T10:00:00+02:00"),
+    ])
+    .unwrap();
+    assert_eq!(
+        p.as_of,
+        parse_date_or_rfc3339("2026-02-01T08:00:00Z").unwrap()
+    );
     assert_eq!((p.from, p.to), (t0() + D - 30 * D, t0() + D));
     // Bounds accepted.
     let p = from_raw(&[("start", "a"), ("event", "a"), ("within", "1s")]).unwrap();
@@ -420,6 +534,11 @@ fn params_errors_name_the_flag() {
             vec![("start", "a"), ("event", "b"), ("from", "2026-02-30")],
             "from",
             "valid date",
+        ),
+        (
+            vec![("start", "a"), ("event", "b"), ("as-of", "yesterday")],
+            "as-of",
+            "",
         ),
     ] {
         let (param, message) = bad_param(from_raw(&pairs));
@@ -482,16 +601,21 @@ fn table_and_csv() {
     ] {
         assert!(table.contains(want), "{want}: {table}");
     }
+    assert!(!table.contains("still running"), "{table}");
     let csv = r.render(Format::Csv);
     assert_eq!(
         csv,
-        "cohort,cohort_size,activated,rate\n2026-01-05,2,1,0.5\n2026-01-12,1,0,0\n"
+        "row,cohort,cohort_size,activated,rate,mature\n\
+         total,,3,1,0.3333333333333333,\n\
+         mature,,3,1,0.3333333333333333,\n\
+         week,2026-01-05,2,1,0.5,true\n\
+         week,2026-01-12,1,0,0,true\n"
     );
     let empty = run(&[], &params("signup", "e", 1, D));
     assert!(empty.render(Format::Table).contains("Nobody"));
     assert_eq!(
         empty.render(Format::Csv),
-        "cohort,cohort_size,activated,rate\n"
+        "row,cohort,cohort_size,activated,rate,mature\ntotal,,0,0,0,\nmature,,0,0,0,\n"
     );
 }
 
@@ -502,6 +626,7 @@ fn table_and_csv() {
 fn naive(events: &[(usize, &str, i64)], p: &ActivationParams) -> ActivationResult {
     use std::collections::BTreeMap;
     let mut weeks: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let (mut mature_size, mut mature_activated) = (0, 0);
     let mut times = Vec::new();
     for person in 0..4 {
         let mine: Vec<&(usize, &str, i64)> = events.iter().filter(|e| e.0 == person).collect();
@@ -521,9 +646,14 @@ fn naive(events: &[(usize, &str, i64)], p: &ActivationParams) -> ActivationResul
         let monday = date - chrono::Days::new(date.weekday().num_days_from_monday().into());
         let w = weeks.entry(monday.to_string()).or_default();
         w.0 += 1;
-        if q.len() >= p.count as usize {
+        let activated = q.len() >= p.count as usize;
+        if activated {
             w.1 += 1;
             times.push(q[p.count as usize - 1] - s0);
+        }
+        if s0 + p.within_ms <= p.as_of {
+            mature_size += 1;
+            mature_activated += u64::from(activated);
         }
     }
     times.sort_unstable();
@@ -543,13 +673,23 @@ fn naive(events: &[(usize, &str, i64)], p: &ActivationParams) -> ActivationResul
         median_seconds_to_activate: median,
         by_week: weeks
             .into_iter()
-            .map(|(cohort, (size, act))| ActivationWeek {
-                cohort,
-                cohort_size: size,
-                activated: act,
-                rate: rate(act, size),
+            .map(|(cohort, (size, act))| {
+                let monday = parse_date_or_rfc3339(&cohort).unwrap();
+                ActivationWeek {
+                    mature: monday + 7 * D + p.within_ms <= p.as_of,
+                    cohort,
+                    cohort_size: size,
+                    activated: act,
+                    rate: rate(act, size),
+                }
             })
             .collect(),
+        as_of: tally_event::time::format_rfc3339(p.as_of),
+        mature: activation::MatureCounts {
+            cohort_size: mature_size,
+            activated: mature_activated,
+            rate: rate(mature_activated, mature_size),
+        },
     }
 }
 
@@ -571,6 +711,8 @@ proptest! {
         within_6h in 1i64..16,
         from_6h in 0i64..40,
         len_6h in 1i64..60,
+        as_of_6h in 0i64..160,
+        as_of_ms in prop::bool::weighted(0.2),
     ) {
         let base = parse_date_or_rfc3339("2026-01-01").unwrap();
         let six = 6 * H;
@@ -585,6 +727,7 @@ proptest! {
             within_ms: within_6h * six,
             from: base + from_6h * six,
             to: base + (from_6h + len_6h) * six,
+            as_of: base + as_of_6h * six - i64::from(as_of_ms),
         };
         let src = MemSource::new(
             events.iter().map(|&(person, n, t)| MemEvent::new(&format!("p{person}"), n, t)),
@@ -608,6 +751,7 @@ fn scale_activation_10m_events() {
         within_ms: 7 * D,
         from: parse_date_or_rfc3339("2026-01-08").unwrap(),
         to: parse_date_or_rfc3339("2026-01-31").unwrap(),
+        as_of: parse_date_or_rfc3339("2026-03-01").unwrap(),
     };
     let t = std::time::Instant::now();
     let r = activation::run(&src, &p).unwrap();

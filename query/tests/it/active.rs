@@ -199,18 +199,56 @@ fn table_and_csv() {
     assert_eq!(lines.len(), 3);
     assert!(lines[0].starts_with("day"), "{table}");
     assert!(lines[2].starts_with("2026-01-10"), "{table}");
-    assert!(lines[2].ends_with("50.0%"), "{table}");
-    // Aligned: every line as wide as the header.
-    assert!(
-        lines
-            .iter()
-            .all(|l| l.chars().count() == lines[0].chars().count())
-    );
+    assert!(lines[2].contains("50.0%"), "{table}");
+    // A bar per row, DAU relative to the busiest day (both have 1: full).
+    assert!(lines[1].ends_with(&"█".repeat(24)), "{table}");
+    assert!(lines[2].ends_with(&"█".repeat(24)), "{table}");
+    // Aligned: every row as wide as the others.
+    assert_eq!(lines[1].chars().count(), lines[2].chars().count());
+    assert!(!table.contains('*'), "{table}");
+
+    // Today is marked as partial, with a note.
+    let mut r = r;
+    r.mark_today(t("2026-01-10T15:00:00Z"));
+    let table = r.render(Format::Table);
+    let line = table.lines().find(|l| l.starts_with("2026-01-10")).unwrap();
+    assert!(line.starts_with("2026-01-10 *"), "{table}");
+    assert!(!table.contains("2026-01-09 *"), "{table}");
+    assert!(table.contains("today: the day is not over yet"), "{table}");
+    // JSON is unchanged by the mark.
+    assert!(!r.render(Format::Json).contains("today"));
 
     assert_eq!(
         r.render(Format::Csv),
         "day,dau,wau,mau,stickiness\n2026-01-09,1,1,1,1\n2026-01-10,1,2,2,0.5\n"
     );
+}
+
+#[test]
+fn table_bars_are_relative_to_the_busiest_day_with_thousands_separators() {
+    // 2 persons on 01-09, 1 on 01-10: bars of 24 and 12 cells.
+    let r = run(
+        vec![
+            ev("a", "2026-01-09T10:00:00Z"),
+            ev("b", "2026-01-09T11:00:00Z"),
+            ev("b", "2026-01-10T10:00:00Z"),
+        ],
+        "2026-01-09",
+        "2026-01-11",
+    );
+    let table = r.render(Format::Table);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[1].ends_with(&"█".repeat(24)), "{table}");
+    assert!(
+        lines[2].ends_with(&format!("{}{}", "█".repeat(12), "░".repeat(12))),
+        "{table}"
+    );
+    // Thousands separators: a synthetic 1,234 persons on one day.
+    let many: Vec<MemEvent> = (0..1234)
+        .map(|i| ev(&format!("p{i}"), "2026-01-09T10:00:00Z"))
+        .collect();
+    let table = run(many, "2026-01-09", "2026-01-10").render(Format::Table);
+    assert!(table.contains("1,234"), "{table}");
 }
 
 fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {

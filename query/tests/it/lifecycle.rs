@@ -221,17 +221,42 @@ fn table_and_csv() {
     assert!(table.contains("AOV"), "{table}");
     assert!(table.ends_with('\n'));
 
+    // The long format: per stage its users and events, then the totals
+    // once (not repeated on every stage row).
     let csv = r.render(Format::Csv);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 8);
+    assert_eq!(lines.len(), 1 + 2 * 7 + 6, "{csv}");
+    assert_eq!(lines[0], "metric,stage,value");
+    assert_eq!(lines[1], "users,discovery,1");
+    assert_eq!(lines[2], "events,discovery,1");
+    assert_eq!(lines[11], "users,revenue,1");
+    assert_eq!(lines[12], "events,revenue,2");
     assert_eq!(
-        lines[0],
-        "stage,users,events,active_users,revenue,paying_users,orders,aov,arpu"
+        lines[15..],
+        [
+            "active_users,,2",
+            "revenue,,20",
+            "paying_users,,1",
+            "orders,,1",
+            "aov,,30",
+            "arpu,,10"
+        ]
     );
-    assert_eq!(lines[1], "discovery,1,1,2,20,1,1,30,10");
-    assert_eq!(lines[6], "revenue,1,2,2,20,1,1,30,10");
+    assert_eq!(csv.matches("active_users").count(), 1);
     let empty = run(vec![]).render(Format::Csv);
-    assert_eq!(empty.lines().nth(1), Some("discovery,0,0,0,0,0,0,,"));
+    assert!(empty.contains("\naov,,\narpu,,\n"), "{empty}");
+}
+
+#[test]
+fn table_numbers_have_thousands_separators() {
+    let events: Vec<_> = (0..1500)
+        .map(|i| paid(&format!("p{i}"), t("2026-01-10"), 1000.0))
+        .collect();
+    let table = run(events).render(Format::Table);
+    // 1,500 paying users; revenue 1,500,000.00.
+    assert!(table.contains("1,500"), "{table}");
+    assert!(table.contains("1,500,000.00"), "{table}");
+    assert!(table.contains("1,000.00"), "{table}");
 }
 
 fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {

@@ -473,7 +473,9 @@ fn exact_json_shape() {
             "unbounded": [1, 1, 0],
             "incomplete_from": 2
         }],
-        "total": {"size": 1, "retained": [1, 1, 0], "unbounded": [1, 1, 0]}
+        "total": {"size": 1, "retained": [1, 1, 0], "unbounded": [1, 1, 0],
+                  "complete_size": [1, 1, 0], "complete_retained": [1, 1, 0],
+                  "complete_unbounded": [1, 1, 0]}
     });
     assert_eq!(serde_json::to_value(&r).unwrap(), expected);
     // Round trip through the JSON form.
@@ -504,7 +506,9 @@ fn exact_json_shape() {
                 "unbounded": [1, 0],
                 "incomplete_from": null
             }],
-            "total": {"size": 1, "retained": [1, 0], "unbounded": [1, 0]}
+            "total": {"size": 1, "retained": [1, 0], "unbounded": [1, 0],
+                      "complete_size": [1, 1], "complete_retained": [1, 0],
+                      "complete_unbounded": [1, 0]}
         })
     );
 }
@@ -515,7 +519,9 @@ fn nobody_started() {
         "period": "week",
         "as_of": "2026-02-01T00:00:00Z",
         "cohorts": [],
-        "total": {"size": 0, "retained": [0, 0, 0], "unbounded": [0, 0, 0]}
+        "total": {"size": 0, "retained": [0, 0, 0], "unbounded": [0, 0, 0],
+                  "complete_size": [0, 0, 0], "complete_retained": [0, 0, 0],
+                  "complete_unbounded": [0, 0, 0]}
     });
     let pairs = [
         ("start", "signup"),
@@ -569,8 +575,96 @@ fn table_and_csv() {
         vec![
             "cohort,size,incomplete_from,retained_0,retained_1,retained_2,unbounded_0,unbounded_1,unbounded_2",
             "2026-01-05,2,1,2,1,0,2,1,0",
+            "total,2,,2,1,0,2,1,0",
         ]
     );
+}
+
+#[test]
+fn complete_totals_count_only_cohorts_whose_period_is_over() {
+    // Weekly, periods 3, as-of Monday 2026-01-26 00:00.
+    // Cohort 01-05: a (s0 Mon 01-05 10:00) returns in week 1 and 2; b (s0
+    //   Tue 01-06 10:00) returns in week 1. Latest s0 = 01-06 10:00:
+    //   + 2w = 01-20 10:00 <= as-of, so periods 0 and 1 are over; + 3w =
+    //   01-27 10:00 > as-of, so period 2 is not: incomplete_from 2.
+    //   retained [2, 2, 1, 0], unbounded [2, 2, 1, 0].
+    // Cohort 01-12: c (s0 01-12 10:00) returns in week 1 (01-19 11:00);
+    //   + 2w = 01-26 10:00 > as-of → incomplete_from 1. retained [1, 1, 0, 0].
+    // Cohort 01-19: d (s0 01-19 10:00), no return: + 1w = 01-26 10:00 >
+    //   as-of → incomplete_from 0. retained [1, 0, 0, 0].
+    //
+    // complete_size:      k0: 01-05 + 01-12 = 3; k1: 01-05 = 2; k2, k3: 0.
+    // complete_retained:  k0: 2 + 1 = 3; k1: 2; k2, k3: 0.
+    // complete_unbounded: k0: 3; k1: 2 (a and b return in week 1 or later);
+    //                     k2, k3: 0.
+    // Plain totals: size 4, retained [4, 3, 1, 0] (c's week-1 return counts),
+    // unbounded [4, 3, 1, 0].
+    let a = t("2026-01-05T10:00:00Z");
+    let b = t("2026-01-06T10:00:00Z");
+    let c = t("2026-01-12T10:00:00Z");
+    let d = t("2026-01-19T10:00:00Z");
+    let r = run(
+        vec![
+            ev("a", "s", a),
+            ev("a", "r", a + WEEK),
+            ev("a", "r", a + 2 * WEEK + H),
+            ev("b", "s", b),
+            ev("b", "r", b + WEEK + H),
+            ev("c", "s", c),
+            ev("c", "r", c + WEEK + H),
+            ev("d", "s", d),
+        ],
+        &[
+            ("start", "s"),
+            ("return", "r"),
+            ("periods", "3"),
+            ("from", "2026-01-05"),
+            ("to", "2026-01-26"),
+            ("as-of", "2026-01-26"),
+        ],
+    );
+    let inc: Vec<Option<u32>> = r.cohorts.iter().map(|c| c.incomplete_from).collect();
+    assert_eq!(inc, vec![Some(2), Some(1), Some(0)]);
+    assert_eq!(r.cohorts[0].retained, vec![2, 2, 1, 0]);
+    assert_eq!(r.total.size, 4);
+    assert_eq!(r.total.retained, vec![4, 3, 1, 0]);
+    assert_eq!(r.total.unbounded, vec![4, 3, 1, 0]);
+    assert_eq!(r.total.complete_size, vec![3, 2, 0, 0]);
+    assert_eq!(r.total.complete_retained, vec![3, 2, 0, 0]);
+    assert_eq!(r.total.complete_unbounded, vec![3, 2, 0, 0]);
+
+    // The table's total row is over complete cohorts only: week 1 is 2 of 2
+    // = 100% (not 3 of 4 = 75%), week 0 is 3 of 3, and weeks 2 and 3,
+    // which no cohort has finished, show `…`.
+    let table = r.render(Format::Table);
+    let total = table.lines().find(|l| l.starts_with("total ")).unwrap();
+    let cells: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["total", "4", "100.0%", "100.0%", "…", "…"],
+        "{table}"
+    );
+    assert!(!table.contains("75.0%"), "{table}");
+    assert!(
+        table.contains("only the cohorts for which it is over"),
+        "{table}"
+    );
+
+    // With as-of far away every cohort is complete and complete_ = plain.
+    let r = run(
+        vec![ev("a", "s", a), ev("a", "r", a + WEEK), ev("d", "s", d)],
+        &[
+            ("start", "s"),
+            ("return", "r"),
+            ("periods", "1"),
+            ("from", "2026-01-05"),
+            ("to", "2026-01-26"),
+            ("as-of", "2027-01-01"),
+        ],
+    );
+    assert_eq!(r.total.complete_size, vec![2, 2]);
+    assert_eq!(r.total.complete_retained, r.total.retained);
+    assert_eq!(r.total.complete_unbounded, r.total.unbounded);
 }
 
 /// Runs `f` on a rayon pool of `threads` threads.
@@ -654,6 +748,9 @@ fn reference(events: &[MemEvent], p: &RetentionParams) -> serde_json::Value {
     let mut total_size = 0;
     let mut total_retained = vec![0u64; n];
     let mut total_unbounded = vec![0u64; n];
+    let mut complete_size = vec![0u64; n];
+    let mut complete_retained = vec![0u64; n];
+    let mut complete_unbounded = vec![0u64; n];
     let mut out = Vec::new();
     for (date, members) in &cohorts {
         let size = members.len() as u64;
@@ -681,6 +778,12 @@ fn reference(events: &[MemEvent], p: &RetentionParams) -> serde_json::Value {
         for k in 0..n {
             total_retained[k] += retained[k];
             total_unbounded[k] += unbounded[k];
+            // Period k has fully elapsed for this cohort.
+            if latest + (k as i64 + 1) * len <= p.as_of {
+                complete_size[k] += size;
+                complete_retained[k] += retained[k];
+                complete_unbounded[k] += unbounded[k];
+            }
         }
         out.push(json!({
             "cohort": date.to_string(),
@@ -694,7 +797,9 @@ fn reference(events: &[MemEvent], p: &RetentionParams) -> serde_json::Value {
         "period": match p.period { Period::Day => "day", Period::Week => "week" },
         "as_of": format_rfc3339(p.as_of),
         "cohorts": out,
-        "total": {"size": total_size, "retained": total_retained, "unbounded": total_unbounded},
+        "total": {"size": total_size, "retained": total_retained, "unbounded": total_unbounded,
+                  "complete_size": complete_size, "complete_retained": complete_retained,
+                  "complete_unbounded": complete_unbounded},
     })
 }
 

@@ -8,6 +8,7 @@ mod durable;
 mod fake;
 mod faults;
 mod proxy;
+mod refusals;
 
 use std::time::Duration;
 
