@@ -1649,6 +1649,21 @@ mod tests {
         }
     }
 
+    /// The error opening the store gives, waiting out sled's lock as
+    /// [`open`] does.
+    fn open_err(dir: &Path, options: &StoreOptions) -> Error {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match DiskStore::open(dir, options) {
+                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return e,
+                Ok(_) => panic!("the store opened"),
+            }
+        }
+    }
+
     fn event(id: Uuid, person: &str, name: &str, ts: i64) -> Event {
         Event {
             id,
@@ -2261,7 +2276,15 @@ mod tests {
             let mut bytes = pristine.clone();
             bytes[at] ^= 0x5a;
             std::fs::write(&db, &bytes).unwrap();
-            match DiskStore::open(dir.path(), &options()) {
+            let opened = loop {
+                match DiskStore::open(dir.path(), &options()) {
+                    Err(Error::Locked { .. }) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    other => break other,
+                }
+            };
+            match opened {
                 Ok(store) => {
                     let n = store_events(&store);
                     assert!(
@@ -2319,9 +2342,7 @@ mod tests {
         let record = 8 + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
         bytes[record + 20] ^= 1;
         std::fs::write(&log, &bytes).unwrap();
-        let err = DiskStore::open(dir.path(), &options())
-            .err()
-            .expect("refused");
+        let err = open_err(dir.path(), &options());
         let msg = err.to_string();
         assert!(
             msg.contains("00000000.wal") && msg.contains(&format!("byte {record}")),
@@ -2342,9 +2363,7 @@ mod tests {
             commit(&store, (0..150).map(nth).collect()).unwrap();
         }
         std::fs::remove_file(dir.path().join("wal").join("00000001.wal")).unwrap();
-        let err = DiskStore::open(dir.path(), &options())
-            .err()
-            .expect("refused");
+        let err = open_err(dir.path(), &options());
         assert!(err.to_string().contains("00000001.wal is missing"), "{err}");
     }
 
@@ -2388,9 +2407,7 @@ mod tests {
         let again = commit(&store, (150..160).map(nth).collect()).unwrap();
         assert!(again.iter().all(|o| *o == Outcome::Accepted), "{again:?}");
         drop(store);
-        let err = DiskStore::open(dir.path(), &options())
-            .err()
-            .expect("refused");
+        let err = open_err(dir.path(), &options());
         assert!(err.to_string().contains("chunks/00000001.chunk"), "{err}");
     }
 
