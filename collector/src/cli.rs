@@ -554,6 +554,7 @@ fn open_existing(data: &Path, skip_damaged: bool) -> Result<DiskStore, Error> {
         &dir,
         &StoreOptions {
             skip_damaged,
+            read_only: true,
             ..StoreOptions::default()
         },
     )

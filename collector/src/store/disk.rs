@@ -64,6 +64,12 @@ pub struct StoreOptions {
     /// --skip-damaged`): missing or unreadable chunks are left out instead
     /// of refusing. Such a store never writes.
     pub skip_damaged: bool,
+    /// Open to read only (queries, export, check): nothing in the data
+    /// directory is written, so a read-only copy of it works, and readers
+    /// share it (a shared lock: no writer can start meanwhile, and none
+    /// may be running). sled has no read-only mode and locks its files
+    /// exclusively, so a reader opens a private copy of the index.
+    pub read_only: bool,
 }
 
 impl Default for StoreOptions {
@@ -73,6 +79,7 @@ impl Default for StoreOptions {
             chunk_events: 65_536,
             wal_max_bytes: 64 << 20,
             skip_damaged: false,
+            read_only: false,
         }
     }
 }
@@ -112,6 +119,80 @@ pub struct DiskStore {
     /// Injected failures, for the tests of every failure path.
     #[cfg(test)]
     faults: faults::Faults,
+    /// A reader's private copy of the index and its shared lock on the
+    /// real one; dropped last, after the sled handle that uses the copy.
+    reader: Option<ReaderIndex>,
+}
+
+/// A reader's copy of the index (see [`StoreOptions::read_only`]).
+struct ReaderIndex {
+    copy: PathBuf,
+    _lock: Option<File>,
+}
+
+impl ReaderIndex {
+    /// Takes a shared lock on the index's database file (sled holds it
+    /// exclusively while a writer runs), then copies the index.
+    fn open(dir: &Path) -> Result<Self, Error> {
+        use fs2::FileExt;
+        let index = dir.join("index");
+        let lock = match File::open(index.join("db")) {
+            Ok(f) => {
+                if FileExt::try_lock_shared(&f).is_err() {
+                    return Err(Error::Locked {
+                        path: dir.parent().unwrap_or(dir).to_path_buf(),
+                    });
+                }
+                Some(f)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(Error::io(
+                    format!("opening {}", index.join("db").display()),
+                    e,
+                ));
+            }
+        };
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let copy = std::env::temp_dir().join(format!(
+            "tally-index-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let reader = ReaderIndex { copy, _lock: lock };
+        copy_tree(&index, &reader.copy)?;
+        Ok(reader)
+    }
+}
+
+impl Drop for ReaderIndex {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.copy);
+    }
+}
+
+/// Copies the files of `from` (recursively) into `to`.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?;
+    let entries = match std::fs::read_dir(from) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("listing {}", from.display()), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", from.display()), e))?;
+        let target = to.join(entry.file_name());
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("reading {}", entry.path().display()), e))?;
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .map_err(|e| Error::io(format!("copying {}", entry.path().display()), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Failpoints: the tests make a chosen write or sync fail, as a full disk
@@ -269,12 +350,20 @@ impl DiskStore {
                 supported: codec::FORMAT_VERSION,
             });
         }
-        for sub in ["index", "chunks", "wal"] {
-            let d = dir.join(sub);
-            std::fs::create_dir_all(&d)
-                .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
-        }
-        let db = open_index(dir, options.cache_capacity, false)?;
+        let reader = if options.read_only {
+            Some(ReaderIndex::open(dir)?)
+        } else {
+            for sub in ["index", "chunks", "wal"] {
+                let d = dir.join(sub);
+                std::fs::create_dir_all(&d)
+                    .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+            }
+            None
+        };
+        let index_path = reader
+            .as_ref()
+            .map_or_else(|| dir.join("index"), |r| r.copy.clone());
+        let db = open_index(&index_path, dir, options.cache_capacity, false)?;
         let created = match db.get(codec::key(prefix::META, meta::FORMAT))? {
             None => {
                 db.insert(
@@ -314,10 +403,11 @@ impl DiskStore {
             epoch: AtomicU64::new(0),
             #[cfg(test)]
             faults: faults::Faults::default(),
+            reader,
         };
         // Only a new store has written anything (its format marker); opening
         // an existing one for a query must not cost an fsync.
-        if created {
+        if created && !options.read_only {
             store.flush_index()?;
             // The new directories' entries, up to the data directory.
             for d in ["index", "chunks", "wal"] {
@@ -347,6 +437,7 @@ impl DiskStore {
     pub fn check(dir: &Path) -> Result<Check, Error> {
         let options = StoreOptions {
             skip_damaged: true,
+            read_only: true,
             ..StoreOptions::default()
         };
         let store = match DiskStore::open(dir, &options) {
@@ -480,16 +571,23 @@ impl DiskStore {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis());
             let aside = dir.join(format!("index.damaged-{stamp}"));
-            std::fs::rename(&index, &aside)
-                .map_err(|e| Error::io(format!("moving {}", index.display()), e))?;
+            let moved = match std::fs::rename(&index, &aside) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => return Err(Error::io(format!("moving {}", index.display()), e)),
+            };
             chunk::sync_dir(dir)?;
             let store = DiskStore::open(dir, &StoreOptions::default())?;
             store.prepare_writer()?;
             store.close()?;
+            let old = if moved {
+                format!(" (the old one is in {})", aside.display())
+            } else {
+                String::new()
+            };
             done.push(format!(
-                "rebuilt the index from {} chunk file(s) (the old one is in {})",
+                "rebuilt the index from {} chunk file(s){old}",
                 store.shared.read().chunks.len(),
-                aside.display()
             ));
         }
         Ok(done)
@@ -894,7 +992,12 @@ impl DiskStore {
             let _ = db.flush();
             drop(db);
         }
-        *slot = Some(open_index(&self.dir, self.cache_capacity, true)?);
+        *slot = Some(open_index(
+            &self.dir.join("index"),
+            &self.dir,
+            self.cache_capacity,
+            true,
+        )?);
         Ok(())
     }
 
@@ -910,9 +1013,9 @@ impl DiskStore {
         if self.failed.load(Ordering::SeqCst) {
             *guard = None;
         }
-        if self.skip_damaged {
+        if self.skip_damaged || self.reader.is_some() {
             return Err(Error::Unavailable(
-                "a store opened to skip damage is read-only".into(),
+                "the store was opened to read only".into(),
             ));
         }
         if guard.is_none() {
@@ -1433,11 +1536,16 @@ fn read_spans(db: &sled::Db, key: &[u8]) -> Result<IdSpans, Error> {
 /// Opens the sled index of the store in `dir`. Right after another handle
 /// of this process was dropped, sled's background I/O can hold its file
 /// lock for a moment: that is waited out, another process's lock is not.
-fn open_index(dir: &Path, cache_capacity: u64, wait: bool) -> Result<sled::Db, Error> {
+fn open_index(
+    index: &Path,
+    dir: &Path,
+    cache_capacity: u64,
+    wait: bool,
+) -> Result<sled::Db, Error> {
     let mut waited = 0;
     loop {
         let opened = sled::Config::new()
-            .path(dir.join("index"))
+            .path(index)
             .cache_capacity(cache_capacity)
             // Durability comes from our own flush + fsync at each seal.
             .flush_every_ms(None)
@@ -2409,6 +2517,56 @@ mod tests {
         drop(store);
         let err = open_err(dir.path(), &options());
         assert!(err.to_string().contains("chunks/00000001.chunk"), "{err}");
+    }
+
+    /// Issue 16.7: readers write nothing in the data directory and share
+    /// it; a writer and a reader exclude each other.
+    #[test]
+    fn readers_share_the_store_write_nothing_and_exclude_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path(), &options());
+            commit(&store, (0..150).map(nth).collect()).unwrap();
+        }
+        let snapshot = || {
+            let mut files = Vec::new();
+            let mut stack = vec![dir.path().to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    let e = e.unwrap();
+                    let meta = e.metadata().unwrap();
+                    if meta.is_dir() {
+                        stack.push(e.path());
+                    } else {
+                        files.push((e.path(), meta.len(), meta.modified().unwrap()));
+                    }
+                }
+            }
+            files.sort();
+            files
+        };
+        let before = snapshot();
+        let reading = StoreOptions {
+            read_only: true,
+            ..options()
+        };
+        let a = open(dir.path(), &reading);
+        let b = open(dir.path(), &reading);
+        assert_eq!(all_events(&a), (0..150).map(nth).collect::<Vec<_>>());
+        assert_eq!(all_events(&b).len(), 150);
+        assert!(matches!(
+            DiskStore::open(dir.path(), &options()),
+            Err(Error::Locked { .. })
+        ));
+        assert!(a.append(vec![nth(150)]).is_err(), "a reader never writes");
+        drop((a, b));
+        assert_eq!(snapshot(), before, "a reader changed the data directory");
+        let writer = open(dir.path(), &options());
+        assert!(matches!(
+            DiskStore::open(dir.path(), &reading),
+            Err(Error::Locked { .. })
+        ));
+        drop(writer);
     }
 
     #[test]
