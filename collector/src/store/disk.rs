@@ -1561,11 +1561,18 @@ fn open_index(
                 waited += 1;
                 std::thread::sleep(std::time::Duration::from_millis(25));
             }
+            // A failing disk (full, read errors) is not damage: say what.
+            Err(sled::Error::Io(io)) => {
+                return Err(Error::io(
+                    format!("opening the index {}", index.display()),
+                    io,
+                ));
+            }
             Err(other) => {
                 return Err(Error::Damaged(format!(
                     "the index {} cannot be opened: {other} (run `tally check --repair` to \
                      rebuild it from the chunk files)",
-                    dir.join("index").display()
+                    index.display()
                 )));
             }
         }
