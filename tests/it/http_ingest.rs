@@ -1061,6 +1061,13 @@ fn metrics_count_accepted_rejected_and_deduplicated_events() {
         2.0,
         "{after}"
     );
+    // Store gauges: what is stored, its files, the writer.
+    assert_eq!(sample(&after, "tally_store_events"), 3.0, "{after}");
+    assert_eq!(sample(&after, "tally_store_chunks"), 0.0, "{after}");
+    assert!(sample(&after, "tally_store_bytes") > 0.0, "{after}");
+    assert_eq!(sample(&after, "tally_write_queue_depth"), 0.0, "{after}");
+    let fsync = sample(&after, "tally_last_fsync_seconds");
+    assert!(fsync > 0.0 && fsync < 10.0, "{after}");
     // Request latency is a histogram with observations by now.
     assert!(
         after.contains("# TYPE tally_http_request_duration_seconds histogram"),

@@ -29,6 +29,23 @@ pub struct Metrics {
     pub latency: Family<RequestLabels, Histogram>,
     /// Bytes of request bodies reserved right now (see `body::Budget`).
     pub body_bytes_in_flight: Gauge,
+    /// Store gauges, set at each scrape.
+    pub store: StoreGauges,
+}
+
+/// What `/metrics` shows of the store and its writer.
+#[derive(Default, Clone)]
+pub struct StoreGauges {
+    /// Events stored.
+    pub events: Gauge,
+    /// Sealed chunk files.
+    pub chunks: Gauge,
+    /// Bytes of the store's files.
+    pub bytes: Gauge,
+    /// Requests waiting for the writer.
+    pub queue: Gauge,
+    /// Seconds the last fsync of the log took.
+    pub last_fsync: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -62,8 +79,31 @@ impl Default for Metrics {
             "Bytes of request bodies held in memory right now",
             body_bytes_in_flight.clone(),
         );
+        let store = StoreGauges::default();
+        for (name, help, gauge) in [
+            ("store_events", "Events stored", &store.events),
+            ("store_chunks", "Sealed chunk files", &store.chunks),
+            (
+                "store_bytes",
+                "Bytes of the store's files on disk",
+                &store.bytes,
+            ),
+            (
+                "write_queue_depth",
+                "Requests waiting for the store's writer",
+                &store.queue,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+        registry.register(
+            "last_fsync_seconds",
+            "Duration of the last fsync of the write-ahead log",
+            store.last_fsync.clone(),
+        );
         Metrics {
             registry,
+            store,
             body_bytes_in_flight,
             accepted,
             rejected,

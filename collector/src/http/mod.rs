@@ -397,6 +397,24 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// accepts it, otherwise the Prometheus text format 0.0.4 under its own
 /// content type, which has no `# EOF` terminator.
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let store = state.store.clone();
+    // Sizing the store's files reads the disk: off the async worker.
+    if let Ok(stats) = web::block(move || store.stats()).await {
+        let g = &state.metrics.store;
+        g.events.set(stats.events as i64);
+        g.chunks.set(stats.chunks as i64);
+        g.bytes.set(stats.bytes_on_disk as i64);
+    }
+    state
+        .metrics
+        .store
+        .queue
+        .set(state.writer.queue_depth() as i64);
+    state
+        .metrics
+        .store
+        .last_fsync
+        .set(state.writer.last_sync_seconds());
     let body = state.metrics.encode();
     let accepts_openmetrics = req
         .headers()

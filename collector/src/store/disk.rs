@@ -171,6 +171,21 @@ impl Drop for ReaderIndex {
     }
 }
 
+/// Bytes of the files under `dir` (0 for what cannot be read).
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => tree_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// Copies the files of `from` (recursively) into `to`.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?;
@@ -1644,6 +1659,26 @@ impl EventStore for DiskStore {
 
     fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
+    }
+
+    fn stats(&self) -> super::StoreStats {
+        let (events, chunks) = {
+            let shared = self.shared.read();
+            let sealed: u64 = shared
+                .chunks
+                .iter()
+                .map(|c| u64::from(c.header.events))
+                .sum();
+            (
+                sealed + shared.open.events.len() as u64,
+                shared.chunks.len() as u64,
+            )
+        };
+        super::StoreStats {
+            events,
+            chunks,
+            bytes_on_disk: tree_size(&self.dir),
+        }
     }
 
     fn close(&self) -> Result<(), Error> {

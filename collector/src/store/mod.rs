@@ -27,6 +27,17 @@ pub enum Outcome {
     Duplicate,
 }
 
+/// Gauges of a store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Events stored (sealed and in the log).
+    pub events: u64,
+    /// Sealed chunk files.
+    pub chunks: u64,
+    /// Bytes of every file of the store.
+    pub bytes_on_disk: u64,
+}
+
 /// An append-only, deduplicating event store that analyses can read.
 pub trait EventStore: Source + Send + Sync + 'static {
     /// Appends validated events in order, deduplicating by id (against the
@@ -36,6 +47,12 @@ pub trait EventStore: Source + Send + Sync + 'static {
 
     /// Makes everything appended so far durable on disk (fsync'd).
     fn sync(&self) -> Result<(), Error>;
+
+    /// What `/metrics` shows of the store; may read the disk (call it off
+    /// the async workers).
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
 
     /// Changes whenever the store has reloaded its state after a failure:
     /// a commit appended in an earlier epoch must not be acknowledged, even

@@ -62,6 +62,8 @@ struct Health {
     writable: AtomicBool,
     /// Set for good when a writer thread panicked: no write can succeed.
     dead: AtomicBool,
+    /// Duration of the last fsync of the log, in microseconds.
+    last_sync_us: std::sync::atomic::AtomicU64,
 }
 
 /// Marks the writer dead if its thread unwinds (a panic), so `/healthz`
@@ -114,7 +116,7 @@ impl Writer {
                 .name("tally-sync".into())
                 .spawn(move || {
                     let health = watch.health.clone();
-                    sync_loop(&*store, sync_rx, &health.writable);
+                    sync_loop(&*store, sync_rx, &health);
                     drop(watch);
                 })
                 .expect("spawn sync thread")
@@ -178,6 +180,16 @@ impl WriterHandle {
             .map_err(|_| Arc::new(Error::Unavailable("the writer has stopped".into())))?;
         rx.await
             .map_err(|_| Arc::new(Error::Unavailable("the writer has stopped".into())))?
+    }
+
+    /// Requests waiting for the append thread.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// How long the last fsync of the log took.
+    pub fn last_sync_seconds(&self) -> f64 {
+        self.health.last_sync_us.load(Ordering::Relaxed) as f64 / 1e6
     }
 
     /// False after a failed append or sync, until one succeeds again, and
@@ -253,19 +265,24 @@ fn append_loop(
     }
 }
 
-fn sync_loop(store: &dyn EventStore, rx: std::sync::mpsc::Receiver<Pending>, healthy: &AtomicBool) {
-    sync_all(store, &rx, healthy);
+fn sync_loop(store: &dyn EventStore, rx: std::sync::mpsc::Receiver<Pending>, health: &Health) {
+    sync_all(store, &rx, health);
     // The append thread has stopped (shutdown): nothing can arrive any more.
     if let Err(e) = store.close() {
         tracing::error!(error = %e, "closing the store failed; it recovers on the next start");
     }
 }
 
-fn sync_all(store: &dyn EventStore, rx: &std::sync::mpsc::Receiver<Pending>, healthy: &AtomicBool) {
+fn sync_all(store: &dyn EventStore, rx: &std::sync::mpsc::Receiver<Pending>, health: &Health) {
+    let healthy = &health.writable;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
+        let started = std::time::Instant::now();
         let result = store.sync();
+        health
+            .last_sync_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         let epoch = store.epoch();
         match &result {
             Ok(()) => healthy.store(true, Ordering::Relaxed),
