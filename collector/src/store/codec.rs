@@ -46,6 +46,16 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard()
 }
 
+/// Decoding reads damaged bytes too (a sled value, a chunk's header copy,
+/// a fuzzer's input): a length prefix may claim anything, and bincode
+/// allocates what is claimed. The limit turns an absurd claim into an
+/// error rather than an abort; no real value comes near it.
+const DECODE_LIMIT: usize = 1 << 30;
+
+fn decode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
 /// Index key prefixes.
 pub mod prefix {
     /// Counters and format marker.
@@ -338,7 +348,7 @@ pub fn decode_ranks(bytes: &[u8]) -> Result<Vec<u32>, Error> {
     deltas
         .into_iter()
         .map(|d| {
-            r += d;
+            r = r.wrapping_add(d);
             u32::try_from(r).map_err(|_| Error::corrupt("ranks section: rank out of range"))
         })
         .collect()
@@ -540,7 +550,7 @@ impl ColumnBlock {
     /// Decodes a block written by [`ColumnBlock::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         check_version(bytes)?;
-        let (body, _): (ColumnBody, usize) = bincode::decode_from_slice(&bytes[1..], config())
+        let (body, _): (ColumnBody, usize) = bincode::decode_from_slice(&bytes[1..], decode_config())
             .map_err(|e| Error::corrupt(format!("column block: {e}")))?;
         let n = body.ts_delta.len();
         if body.person.len() != n || body.stage.len() != n {
@@ -655,7 +665,7 @@ pub fn decode_wal(bytes: &[u8]) -> Result<(Vec<Event>, usize), Error> {
         }
         check_version(payload)?;
         let (logged, _): (Vec<LoggedEvent>, usize) =
-            bincode::decode_from_slice(&payload[1..], config())
+            bincode::decode_from_slice(&payload[1..], decode_config())
                 .map_err(|e| Error::corrupt(format!("write-ahead log record at byte {at}: {e}")))?;
         events.extend(logged.into_iter().map(|r| Event {
             id: Uuid::from_bytes(r.id),
@@ -707,7 +717,7 @@ fn decompressed<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error> {
     check_version(bytes)?;
     let plain = zstd::stream::decode_all(&bytes[1..])
         .map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
-    bincode::decode_from_slice(&plain, config())
+    bincode::decode_from_slice(&plain, decode_config())
         .map(|(v, _)| v)
         .map_err(|e| Error::corrupt(format!("{what}: {e}")))
 }
@@ -720,7 +730,7 @@ fn versioned(value: &impl Encode) -> Vec<u8> {
 
 fn unversioned<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error> {
     check_version(bytes)?;
-    bincode::decode_from_slice(&bytes[1..], config())
+    bincode::decode_from_slice(&bytes[1..], decode_config())
         .map(|(v, _)| v)
         .map_err(|e| Error::corrupt(format!("{what}: {e}")))
 }
@@ -838,6 +848,108 @@ mod tests {
             ids.sort_unstable();
             prop_assert_eq!(decode_ids(&encode_ids(&ids)).unwrap(), ids);
         }
+    }
+
+    /// Every decoder of stored bytes, on `bytes`: errors are fine, a panic
+    /// (or an abort on an absurd allocation) is not. The same bodies serve
+    /// the cargo-fuzz targets in `fuzz/`.
+    fn decode_everything(bytes: &[u8]) {
+        let _ = decode_wal(bytes);
+        let _ = wal_intact_prefix(bytes);
+        let _ = ChunkHeader::decode(bytes);
+        let _ = IdSpans::decode(bytes);
+        let _ = decode_ids(bytes);
+        let _ = decode_ranks(bytes);
+        let _ = decode_persons(bytes);
+        let _ = decode_events(bytes, &[[7u8; 16]; 3]);
+        let _ = ColumnBlock::decode(bytes);
+        let _ = decode_counter(bytes);
+        let _ = decode_id(bytes);
+        let _ = check_chunk_preamble(bytes);
+    }
+
+    /// Valid encodings of every kind, to damage.
+    fn valid_encodings(events: &[Event]) -> Vec<Vec<u8>> {
+        let refs: Vec<&Event> = events.iter().collect();
+        let mut ids: Vec<[u8; 16]> = events.iter().map(|e| *e.id.as_bytes()).collect();
+        ids.sort_unstable();
+        let mut block = ColumnBlock::default();
+        for (i, e) in events.iter().enumerate() {
+            block.push(i as u32, e.timestamp, e.stage, e.revenue);
+        }
+        let header = ChunkHeader {
+            events: events.len() as u32,
+            min_ts: 1,
+            max_ts: 2,
+            min_id: [0; 16],
+            max_id: [9; 16],
+            ids: Section::default(),
+            ranks: Section::default(),
+            events_sections: vec![
+                EventsSection {
+                    section: Section::default(),
+                    events: 4,
+                };
+                2
+            ],
+            names: Vec::new(),
+            first_person: 3,
+            persons: Section::default(),
+        };
+        vec![
+            encode_wal_record(events),
+            [encode_wal_record(events), encode_wal_record(events)].concat(),
+            encode_events(&refs),
+            encode_ids(&ids),
+            encode_ranks(&(0..events.len() as u32).collect::<Vec<_>>()),
+            encode_persons(&["a", "bb"]),
+            block.sorted_by_time().encode(),
+            header.encode(),
+            IdSpans(vec![IdSpan { chunk: 1, lo: 2, hi: 3 }]).encode(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Fuzzing as a property: random bytes never panic a decoder.
+        #[test]
+        fn decoders_never_panic_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            decode_everything(&bytes);
+            let mut versioned = vec![FORMAT_VERSION];
+            versioned.extend(&bytes);
+            decode_everything(&versioned);
+        }
+
+        /// Valid encodings with bytes flipped, cut or extended never panic
+        /// a decoder.
+        #[test]
+        fn decoders_never_panic_on_damaged_encodings(
+            events in proptest::collection::vec(arb_event(), 1..6),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            for mut bytes in valid_encodings(&events) {
+                decode_everything(&bytes);
+                for (at, x) in &flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= x | 1;
+                }
+                decode_everything(&bytes);
+                let end = cut.index(bytes.len() + 1);
+                decode_everything(&bytes[..end]);
+            }
+        }
+    }
+
+    #[test]
+    fn an_absurd_length_claim_is_an_error_not_an_abort() {
+        // A Vec claiming 2^40 elements (varint: 0xfd, then a u64).
+        let mut bytes = vec![FORMAT_VERSION, 0xfd];
+        bytes.extend((1u64 << 40).to_le_bytes());
+        assert!(IdSpans::decode(&bytes).is_err());
+        assert!(ChunkHeader::decode(&bytes).is_err());
+        assert!(ColumnBlock::decode(&bytes).is_err());
     }
 
     #[test]
