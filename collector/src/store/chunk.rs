@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use tally_event::Event;
 
 use super::codec::{self, ChunkHeader, ColumnBlock, EventsSection, NameSection, Section};
+use super::hooks;
 use crate::error::Error;
 
 /// Events per sub-block of the events section: compressed in parallel,
@@ -28,7 +29,9 @@ pub fn path(dir: &Path, n: u32) -> PathBuf {
 pub fn sync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("fsync {}", dir.display()), e))
+        .map_err(|e| Error::io(format!("fsync {}", dir.display()), e))?;
+    hooks::dir_synced(dir);
+    Ok(())
 }
 
 /// Numbers of the files `NNNNNNNN.ext` in `dir`, ascending.
@@ -186,10 +189,13 @@ pub fn write(
     let tmp = final_path.with_extension("chunk.tmp");
     let io = |e| Error::io(format!("writing {}", tmp.display()), e);
     let mut f = File::create(&tmp).map_err(io)?;
+    hooks::created(&tmp);
     f.write_all(&file_bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
+    hooks::synced(&tmp, hooks::Sync::Chunk);
     std::fs::rename(&tmp, &final_path)
         .map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
+    hooks::renamed(&tmp, &final_path);
     Ok((header, ids))
 }
 

@@ -550,8 +550,9 @@ impl ColumnBlock {
     /// Decodes a block written by [`ColumnBlock::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         check_version(bytes)?;
-        let (body, _): (ColumnBody, usize) = bincode::decode_from_slice(&bytes[1..], decode_config())
-            .map_err(|e| Error::corrupt(format!("column block: {e}")))?;
+        let (body, _): (ColumnBody, usize) =
+            bincode::decode_from_slice(&bytes[1..], decode_config())
+                .map_err(|e| Error::corrupt(format!("column block: {e}")))?;
         let n = body.ts_delta.len();
         if body.person.len() != n || body.stage.len() != n {
             return Err(Error::corrupt("column block: columns differ in length"));
@@ -905,7 +906,12 @@ mod tests {
             encode_persons(&["a", "bb"]),
             block.sorted_by_time().encode(),
             header.encode(),
-            IdSpans(vec![IdSpan { chunk: 1, lo: 2, hi: 3 }]).encode(),
+            IdSpans(vec![IdSpan {
+                chunk: 1,
+                lo: 2,
+                hi: 3,
+            }])
+            .encode(),
         ]
     }
 

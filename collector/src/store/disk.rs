@@ -38,6 +38,7 @@ use uuid::Uuid;
 
 use super::chunk::{self, Chunk, Sealing};
 use super::codec::{self, ChunkHeader, ColumnBlock, IdSpan, IdSpans, meta, prefix};
+use super::hooks;
 use super::recovery;
 use super::wal::{self, Wal};
 use super::{EventStore, Outcome};
@@ -916,6 +917,7 @@ impl DiskStore {
             let from_path = wal::path(&self.wal_dir(), plan.wal);
             std::fs::rename(&from_path, wal::path(&self.wal_dir(), to))
                 .map_err(|e| Error::io(format!("renaming {}", from_path.display()), e))?;
+            hooks::renamed(&from_path, &wal::path(&self.wal_dir(), to));
             chunk::sync_dir(&self.wal_dir())?;
             db.insert(
                 codec::key(prefix::META, meta::WAL),
@@ -1433,6 +1435,7 @@ impl DiskStore {
                 sync(&blobs)?;
             }
         }
+        hooks::index_flushed(&index);
         Ok(())
     }
 }
@@ -1606,12 +1609,14 @@ fn set_aside(dir: &Path, path: &Path) -> Result<(), Error> {
         .map_or(0, |d| d.as_millis());
     let to = orphans.join(format!("{name}.{stamp}"));
     std::fs::rename(path, &to).map_err(|e| Error::io(format!("moving {}", path.display()), e))?;
+    hooks::renamed(path, &to);
     tracing::warn!(from = %path.display(), to = %to.display(), "set aside a chunk file of a seal that did not complete");
     chunk::sync_dir(&orphans)?;
     chunk::sync_dir(path.parent().unwrap_or(dir))
 }
 
 fn remove(path: &Path) -> Result<(), Error> {
+    hooks::removed(path);
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(Error::io(format!("removing {}", path.display()), e))
@@ -1642,6 +1647,9 @@ impl EventStore for DiskStore {
             .and_then(|()| target.file.sync_data());
         #[cfg(not(test))]
         let synced = target.file.sync_data();
+        if synced.is_ok() {
+            hooks::synced(&wal::path(&self.wal_dir(), target.number), hooks::Sync::Log);
+        }
         if let Err(e) = synced {
             self.fail(target.number);
             return Err(Error::io(

@@ -6,11 +6,47 @@
 pub mod chunk;
 pub mod codec;
 pub mod disk;
+#[cfg(test)]
+mod powercut;
 pub mod recovery;
 pub mod wal;
 pub mod writer;
 
 use tally_event::Event;
+
+/// Where the store's file operations report to the power-cut model
+/// ([`powercut`]); empty outside tests.
+mod hooks {
+    #[cfg(test)]
+    pub use super::powercut::{Sync, created, dir_synced, index_flushed, removed, renamed, synced};
+
+    #[cfg(not(test))]
+    mod off {
+        use std::path::Path;
+
+        #[derive(Clone, Copy)]
+        pub enum Sync {
+            Log,
+            NewLog,
+            Chunk,
+        }
+
+        #[inline(always)]
+        pub fn created(_: &Path) {}
+        #[inline(always)]
+        pub fn synced(_: &Path, _: Sync) {}
+        #[inline(always)]
+        pub fn dir_synced(_: &Path) {}
+        #[inline(always)]
+        pub fn renamed(_: &Path, _: &Path) {}
+        #[inline(always)]
+        pub fn removed(_: &Path) {}
+        #[inline(always)]
+        pub fn index_flushed(_: &Path) {}
+    }
+    #[cfg(not(test))]
+    pub use off::*;
+}
 use tally_query::Source;
 
 use crate::error::Error;

@@ -54,6 +54,7 @@ pub fn cut(dir: &Path, n: u64, len: u64) -> Result<(), Error> {
     if file.metadata().map_err(io)?.len() > len {
         file.set_len(len).map_err(io)?;
         file.sync_all().map_err(io)?;
+        super::hooks::synced(&p, super::hooks::Sync::Log);
     }
     Ok(())
 }
@@ -73,17 +74,22 @@ impl Wal {
     pub fn open(dir: &Path, n: u64, valid: u64) -> Result<Self, Error> {
         let p = path(dir, n);
         let io = |e| Error::io(format!("opening {}", p.display()), e);
+        let existed = p.exists();
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&p)
             .map_err(io)?;
+        if !existed {
+            super::hooks::created(&p);
+        }
         if file.metadata().map_err(io)?.len() != valid {
             file.set_len(valid).map_err(io)?;
         }
         // The file may be new: its directory entry must be durable before
         // a record in it is acknowledged.
         file.sync_all().map_err(io)?;
+        super::hooks::synced(&p, super::hooks::Sync::NewLog);
         super::chunk::sync_dir(dir)?;
         Ok(Wal {
             number: n,
@@ -103,6 +109,7 @@ impl Wal {
             .write(true)
             .open(&p)
             .map_err(io)?;
+        super::hooks::created(&p);
         let mut len = 0;
         if !events.is_empty() {
             let record = codec::encode_wal_record(events);
@@ -110,6 +117,7 @@ impl Wal {
             len = record.len() as u64;
         }
         file.sync_all().map_err(io)?;
+        super::hooks::synced(&p, super::hooks::Sync::NewLog);
         super::chunk::sync_dir(dir)?;
         Ok(Wal {
             number: n,
