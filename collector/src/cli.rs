@@ -98,6 +98,11 @@ struct ServeArgs {
     /// (TALLY_MAX_INFLIGHT_BODY_MB) [default: 256]
     #[arg(long)]
     max_inflight_body_mb: Option<usize>,
+    /// Browser origin allowed to send events (CORS), e.g.
+    /// http://127.0.0.1:8000, or * for any; repeatable; replaces
+    /// TALLY_CORS_ORIGINS and tally.toml's cors_origins [default: none]
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
     /// Configuration file [default: ./tally.toml if present]
     #[arg(long)]
     config: Option<PathBuf>,
@@ -470,6 +475,9 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
     }
     if let Some(m) = a.max_inflight_body_mb {
         config.max_inflight_body_mb = m;
+    }
+    if !a.cors_origins.is_empty() {
+        config.cors_origins = a.cors_origins;
     }
     config.validate().map_err(usage)?;
     for (name, key) in [

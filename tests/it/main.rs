@@ -6,6 +6,7 @@ mod support;
 
 mod catalog;
 mod cli_queries;
+mod cors;
 mod crash;
 mod http_ingest;
 mod http_limits;

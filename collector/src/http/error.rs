@@ -15,6 +15,9 @@ pub enum ApiError {
     /// 401: missing or wrong key.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: a browser origin not in `cors_origins` (its preflight).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such endpoint.
     #[error("{0}")]
     NotFound(String),
@@ -56,6 +59,7 @@ impl ResponseError for ApiError {
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::LengthRequired(_) => StatusCode::LENGTH_REQUIRED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

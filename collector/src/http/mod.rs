@@ -7,6 +7,7 @@
 mod auth;
 mod body;
 mod conn;
+mod cors;
 pub mod error;
 pub mod ingest;
 mod metrics;
@@ -22,7 +23,7 @@ use actix_http::{HttpService, KeepAlive, Protocol};
 use actix_service::{ServiceFactoryExt, fn_service, map_config};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{AppConfig, Server, Service, ServiceResponse};
-use actix_web::http::{ConnectionType, StatusCode, header};
+use actix_web::http::{ConnectionType, Method, StatusCode, header};
 use actix_web::rt::net::TcpStream;
 use actix_web::{App, HttpRequest, HttpResponse, guard, web};
 use futures_util::FutureExt;
@@ -154,8 +155,17 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                 let state = req.app_data::<web::Data<AppState>>().cloned();
                 let path = req.match_pattern().unwrap_or_else(|| "unmatched".into());
                 let stopping = stopping.clone();
+                // CORS headers go on every answer of the ingest endpoints to
+                // a listed origin, errors included, so a page can read why.
+                let cors_origin = state
+                    .as_ref()
+                    .filter(|_| cors::is_ingest(req.path()))
+                    .and_then(|s| cors::allowed_origin(req.headers(), s));
                 srv.call(req).map(move |res| {
                     let mut res = res.map(json_error_body);
+                    if let (Some(origin), Ok(res)) = (cors_origin, &mut res) {
+                        cors::add_headers(res.headers_mut(), origin);
+                    }
                     // While stopping, close each connection after its answer:
                     // a client that keeps sending on a kept-alive connection
                     // would otherwise hold the graceful shutdown open.
@@ -179,8 +189,14 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                     res
                 })
             })
-            .service(endpoint("/v1/track", web::post().to(track::track)))
-            .service(endpoint("/v1/batch", web::post().to(ingest::batch)))
+            .service(
+                endpoint("/v1/track", web::post().to(track::track))
+                    .route(web::method(Method::OPTIONS).to(cors::preflight)),
+            )
+            .service(
+                endpoint("/v1/batch", web::post().to(ingest::batch))
+                    .route(web::method(Method::OPTIONS).to(cors::preflight)),
+            )
             .service(endpoint("/v1/export", web::get().to(query::export)))
             .service(
                 web::resource("/v1/{analysis}")
