@@ -180,3 +180,17 @@ fn batch_takes_the_key_in_a_text_plain_body() {
     let ids = export_ids(dir.path());
     assert_eq!(ids.len(), 2, "{ids:?}");
 }
+#[test]
+fn sdk_js_is_served_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let resp = http().get(format!("{}/sdk.js", server.url)).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(
+        header(&resp, "content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let text = resp.text().unwrap();
+    assert!(text.contains("tally"), "{}", &text[..text.len().min(200)]);
+}

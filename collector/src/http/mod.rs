@@ -12,6 +12,7 @@ pub mod error;
 pub mod ingest;
 mod metrics;
 pub mod query;
+mod sdk_js;
 mod track;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -197,6 +198,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                 endpoint("/v1/batch", web::post().to(ingest::batch))
                     .route(web::method(Method::OPTIONS).to(cors::preflight)),
             )
+            .service(endpoint("/sdk.js", get_or_head().to(sdk_js::sdk_js)))
             .service(endpoint("/v1/export", web::get().to(query::export)))
             .service(
                 web::resource("/v1/{analysis}")
