@@ -4,6 +4,7 @@
 
 mod support;
 
+mod browser;
 mod catalog;
 mod cli_queries;
 mod cors;
