@@ -82,6 +82,8 @@
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let retryTimer;
   let lastPage = "";
+  /** ids already handed to sendBeacon by this page (hidden, then closed: once) */
+  const beaconed = new Set();
 
   function newAnon() {
     const id = uuidv7();
@@ -138,6 +140,8 @@
       size = 0;
     };
     for (const e of queue) {
+      if (beaconed.has(e.id)) continue;
+      beaconed.add(e.id);
       const s = bytes(JSON.stringify(e)) + 64;
       if (size + s > BEACON_BYTES || part.length >= 100) send();
       part.push({ ...e, sent_at: sentAt });

@@ -47,6 +47,12 @@ pub struct Config {
     /// `*` for any. Listed origins get CORS answers on `/v1/track` and
     /// `/v1/batch`; others get none. Default: none.
     pub cors_origins: Vec<String>,
+    /// Ingest requests a second allowed from one client address
+    /// (`--ingest-rate-per-ip`, `TALLY_INGEST_RATE_PER_IP`), with a burst of
+    /// twice that; more get a 429 with `Retry-After`. Loopback addresses (a
+    /// reverse proxy on the same host, local tools) are not limited; 0 turns
+    /// the limit off. Default 50.
+    pub ingest_rate_per_ip: u32,
 }
 
 impl Default for Config {
@@ -64,6 +70,7 @@ impl Default for Config {
             workers: None,
             chunk_events: 65_536,
             cors_origins: Vec::new(),
+            ingest_rate_per_ip: 50,
         }
     }
 }
@@ -116,6 +123,13 @@ impl Config {
                         .filter(|o| !o.is_empty())
                         .map(String::from)
                         .collect();
+                }
+                "TALLY_INGEST_RATE_PER_IP" => {
+                    config.ingest_rate_per_ip = v.parse().map_err(|_| {
+                        Error::Config(format!(
+                            "TALLY_INGEST_RATE_PER_IP: '{v}' is not a number of requests a second"
+                        ))
+                    })?;
                 }
                 "TALLY_MAX_INFLIGHT_BODY_MB" => {
                     config.max_inflight_body_mb = v.parse().map_err(|_| {

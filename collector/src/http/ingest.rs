@@ -89,6 +89,7 @@ pub async fn batch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let max_events = state.config.max_batch_events;
+    rate_limit(&req, &state)?;
     let header_key = req.headers().contains_key(header::AUTHORIZATION);
     let body = if header_key {
         authorized_body(&req, payload, &state).await?
@@ -162,8 +163,24 @@ async fn authorized_body(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<WireBody, ApiError> {
+    rate_limit(req, state)?;
     auth::check(req, &state.keys, Need::Write)?;
     read_limited(req, payload, &state.body_limits).await
+}
+
+/// A 429 for a client over `ingest_rate_per_ip`, before anything is read.
+fn rate_limit(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let Some(peer) = req.peer_addr() else {
+        return Ok(());
+    };
+    if state.rate_limit.allow(peer.ip(), std::time::Instant::now()) {
+        return Ok(());
+    }
+    Err(ApiError::RateLimited(format!(
+        "more than {} ingest requests a second from {} (ingest_rate_per_ip); retry shortly",
+        state.config.ingest_rate_per_ip,
+        peer.ip()
+    )))
 }
 
 /// Events that passed validation and those that did not, with the body's

@@ -12,6 +12,7 @@ pub mod error;
 pub mod ingest;
 mod metrics;
 pub mod query;
+mod rate;
 mod sdk_js;
 mod track;
 
@@ -47,6 +48,7 @@ pub struct AppState {
     store: Arc<dyn EventStore>,
     metrics: Metrics,
     body_limits: BodyLimits,
+    rate_limit: rate::RateLimit,
 }
 
 /// A started collector.
@@ -143,6 +145,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
         store,
         metrics: app_metrics,
         body_limits,
+        rate_limit: rate::RateLimit::new(config.ingest_rate_per_ip),
     });
     // Set when SIGTERM / SIGINT arrives, before the server stops.
     let stopping = Arc::new(AtomicBool::new(false));
