@@ -43,5 +43,34 @@
   check(t.invalid("x", { s: "y".repeat(32 * 1024) }) !== null, "properties over 32 KiB");
   check(t.invalid("x", { s: "y".repeat(32 * 1024 - 10) }) === null, "properties at 32 KiB");
 
-  document.getElementById("result").textContent = fails.length ? fails.join("\n") : "ok";
+  // What goes on the wire: sent_at on every attempt, the ids, register
+  // (an event's own key wins), reset.
+  const sent = [];
+  const realFetch = window.fetch;
+  window.fetch = (url, opts) => {
+    sent.push(JSON.parse(opts.body));
+    return realFetch(url, opts);
+  };
+  const anon = tally.anonymousId();
+  tally.register({ app: "unit", plan: "free" });
+  tally.identify("unit-user");
+  tally.track("unit_event", { plan: "pro" });
+  tally.flush();
+  setTimeout(() => {
+    window.fetch = realFetch;
+    const batch = sent.length ? sent[0].batch : [];
+    check(batch.length === 2, `one batch of identify + unit_event: ${JSON.stringify(sent)}`);
+    for (const e of batch) {
+      check(re.test(e.id), `wire id: ${e.id}`);
+      check(typeof e.sent_at === "string" && !isNaN(Date.parse(e.sent_at)), `sent_at: ${e.sent_at}`);
+      check(e.anonymous_id === anon && e.user_id === "unit-user", `ids: ${JSON.stringify(e)}`);
+    }
+    const ev = batch.find((e) => e.event === "unit_event") || {};
+    check(JSON.stringify(ev.properties) === '{"app":"unit","plan":"pro"}', `register: ${JSON.stringify(ev.properties)}`);
+    tally.reset();
+    check(tally.anonymousId() !== anon && tally.userId() === null, "reset");
+    check(localStorage.getItem("tally_anon_id") === tally.anonymousId(), "anonymous id persisted");
+    check(localStorage.getItem("tally_props") === null, "reset forgets registered properties");
+    document.getElementById("result").textContent = fails.length ? fails.join("\n") : "ok";
+  }, 300);
 })();
