@@ -98,6 +98,16 @@ struct ServeArgs {
     /// (TALLY_MAX_INFLIGHT_BODY_MB) [default: 256]
     #[arg(long)]
     max_inflight_body_mb: Option<usize>,
+    /// Browser origin allowed to send events (CORS), e.g.
+    /// http://127.0.0.1:8000, or * for any; repeatable; replaces
+    /// TALLY_CORS_ORIGINS and tally.toml's cors_origins [default: none]
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Ingest requests a second from one client address (not loopback),
+    /// burst twice that; more get a 429; 0 for no limit
+    /// (TALLY_INGEST_RATE_PER_IP) [default: 50]
+    #[arg(long)]
+    ingest_rate_per_ip: Option<u32>,
     /// Configuration file [default: ./tally.toml if present]
     #[arg(long)]
     config: Option<PathBuf>,
@@ -470,6 +480,12 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
     }
     if let Some(m) = a.max_inflight_body_mb {
         config.max_inflight_body_mb = m;
+    }
+    if let Some(r) = a.ingest_rate_per_ip {
+        config.ingest_rate_per_ip = r;
+    }
+    if !a.cors_origins.is_empty() {
+        config.cors_origins = a.cors_origins;
     }
     config.validate().map_err(usage)?;
     for (name, key) in [

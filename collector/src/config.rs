@@ -41,6 +41,18 @@ pub struct Config {
     /// Events per sealed chunk file (`TALLY_CHUNK_EVENTS`). Default 65,536;
     /// smaller means more, smaller chunk files and a shorter write-ahead log.
     pub chunk_events: usize,
+    /// Browser origins allowed to send events (`--cors-origin`, repeatable;
+    /// `TALLY_CORS_ORIGINS`, comma-separated): each an exact origin such as
+    /// `https://app.example.com` (scheme, host, optional port; no path), or
+    /// `*` for any. Listed origins get CORS answers on `/v1/track` and
+    /// `/v1/batch`; others get none. Default: none.
+    pub cors_origins: Vec<String>,
+    /// Ingest requests a second allowed from one client address
+    /// (`--ingest-rate-per-ip`, `TALLY_INGEST_RATE_PER_IP`), with a burst of
+    /// twice that; more get a 429 with `Retry-After`. Loopback addresses (a
+    /// reverse proxy on the same host, local tools) are not limited; 0 turns
+    /// the limit off. Default 50.
+    pub ingest_rate_per_ip: u32,
 }
 
 impl Default for Config {
@@ -57,6 +69,8 @@ impl Default for Config {
             max_inflight_body_mb: 256,
             workers: None,
             chunk_events: 65_536,
+            cors_origins: Vec::new(),
+            ingest_rate_per_ip: 50,
         }
     }
 }
@@ -99,6 +113,21 @@ impl Config {
                     config.body_timeout_secs = v.parse().map_err(|_| {
                         Error::Config(format!(
                             "TALLY_BODY_TIMEOUT_SECS: '{v}' is not a number of seconds"
+                        ))
+                    })?;
+                }
+                "TALLY_CORS_ORIGINS" => {
+                    config.cors_origins = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|o| !o.is_empty())
+                        .map(String::from)
+                        .collect();
+                }
+                "TALLY_INGEST_RATE_PER_IP" => {
+                    config.ingest_rate_per_ip = v.parse().map_err(|_| {
+                        Error::Config(format!(
+                            "TALLY_INGEST_RATE_PER_IP: '{v}' is not a number of requests a second"
                         ))
                     })?;
                 }
@@ -156,7 +185,18 @@ impl Config {
                 self.max_inflight_body_mb, self.max_body_bytes
             )));
         }
+        for origin in &self.cors_origins {
+            check_origin(origin)?;
+        }
         Ok(())
+    }
+
+    /// Whether a browser page of `origin` (its `Origin` header) may send
+    /// events.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.cors_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
     }
 
     /// `max_inflight_body_mb` in bytes.
@@ -168,6 +208,31 @@ impl Config {
     pub fn store_dir(data: &Path) -> PathBuf {
         data.join("store")
     }
+}
+
+/// A `cors_origins` entry is `*` or what a browser sends as `Origin`:
+/// `scheme://host[:port]`, no path, no trailing slash (a common slip that
+/// would never match).
+fn check_origin(origin: &str) -> Result<(), Error> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let bad = |why: &str| {
+        Err(Error::Config(format!(
+            "cors_origins: '{origin}' {why} (expected an origin such as \
+             https://app.example.com or http://127.0.0.1:8000, or *)"
+        )))
+    };
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return bad("has no scheme");
+    };
+    if !matches!(scheme, "http" | "https") {
+        return bad("is not http or https");
+    }
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '*', ',']) {
+        return bad("is not scheme://host[:port] alone");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -257,6 +322,47 @@ mod tests {
                 ..Config::default()
             };
             assert!(c.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cors_origins_from_file_env_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tally.toml");
+        std::fs::write(&file, "cors_origins = [\"https://a.example\"]\n").unwrap();
+        let c = Config::load(Some(&file), []).unwrap();
+        assert_eq!(c.cors_origins, ["https://a.example"]);
+        assert!(c.allows_origin("https://a.example"));
+        assert!(!c.allows_origin("https://b.example"));
+        let env = [(
+            "TALLY_CORS_ORIGINS".to_string(),
+            "http://127.0.0.1:8000, https://b.example".to_string(),
+        )];
+        let c = Config::load(Some(&file), env).unwrap();
+        assert_eq!(
+            c.cors_origins,
+            ["http://127.0.0.1:8000", "https://b.example"]
+        );
+        c.validate().unwrap();
+        let any = Config {
+            cors_origins: vec!["*".into()],
+            ..Config::default()
+        };
+        any.validate().unwrap();
+        assert!(any.allows_origin("http://x.test"));
+        assert!(!Config::default().allows_origin("http://x.test"));
+        for bad in [
+            "example.com",
+            "https://a.example/",
+            "ftp://a",
+            "https://a/b",
+        ] {
+            let c = Config {
+                cors_origins: vec![bad.into()],
+                ..Config::default()
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("cors_origins"), "{bad}: {err}");
         }
     }
 

@@ -59,6 +59,19 @@ impl Client {
         }
     }
 
+    /// A client that sends nothing; see [`crate::Client::disabled`].
+    ///
+    /// ```
+    /// let client = tally_sdk::blocking::Client::disabled();
+    /// client.track("user-1", "signed_up").send().unwrap();
+    /// assert_eq!(client.shutdown().undelivered().count(), 0);
+    /// ```
+    pub fn disabled() -> Client {
+        Client {
+            inner: crate::Client::disabled(),
+        }
+    }
+
     /// Starts an event; see [`crate::Client::track`]. Never blocks.
     pub fn track(&self, person: impl Into<Person>, event: impl Into<String>) -> Track<'_> {
         self.inner.track(person, event)
@@ -159,6 +172,15 @@ impl ClientBuilder {
         fn shutdown_timeout(timeout: Duration);
         /// See [`crate::ClientBuilder::gzip`].
         fn gzip(enabled: bool);
+        /// See [`crate::ClientBuilder::enabled`].
+        fn enabled(enabled: bool);
+    }
+
+    /// See [`crate::ClientBuilder::property`].
+    pub fn property(self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        ClientBuilder {
+            inner: self.inner.property(key, value),
+        }
     }
 
     /// See [`crate::ClientBuilder::on_delivery`]. The callback runs on the
@@ -180,6 +202,9 @@ impl ClientBuilder {
     /// Builds the client and starts its sender thread (`tally-sdk`). Works
     /// inside or outside a Tokio runtime.
     pub fn build(self) -> Result<Client, BuildError> {
+        if !self.inner.is_enabled() {
+            return self.inner.build().map(|inner| Client { inner });
+        }
         let (client, worker) = self.inner.into_parts()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 use reqwest::header::HeaderValue;
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
@@ -109,6 +110,8 @@ pub struct ClientBuilder {
     on_delivery: Option<Callback>,
     #[cfg(feature = "durable")]
     durable_dir: Option<PathBuf>,
+    defaults: Map<String, Value>,
+    enabled: bool,
 }
 
 impl ClientBuilder {
@@ -129,7 +132,71 @@ impl ClientBuilder {
             on_delivery: None,
             #[cfg(feature = "durable")]
             durable_dir: None,
+            defaults: Map::new(),
+            enabled: true,
         }
+    }
+
+    /// A property added to every event this client sends (like the browser
+    /// SDK's `register`): an app version, a deployment, a tenant. An
+    /// event's own property of the same name wins.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tally_sdk::Client;
+    ///
+    /// let client = Client::builder("http://127.0.0.1:9", "WRITE_KEY")
+    ///     .property("app_version", "2.4.1")
+    ///     .property("region", "eu")
+    ///     .build()?;
+    /// // Sent with app_version 2.4.1 and region "us" (its own wins).
+    /// client.track("user-1", "report_exported").property("region", "us").send()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.defaults.insert(key.into(), value.into());
+        self
+    }
+
+    /// Several [default properties](Self::property) at once.
+    pub fn properties<K, V>(mut self, properties: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<Value>,
+    {
+        for (k, v) in properties {
+            self.defaults.insert(k.into(), v.into());
+        }
+        self
+    }
+
+    /// `false` builds a [disabled](Client::disabled) client: `track` checks
+    /// events but sends and queues nothing, and `build` then needs neither
+    /// a runtime nor a valid endpoint or key (default true). For tests, or
+    /// an app whose user opted out of analytics.
+    ///
+    /// ```
+    /// use tally_sdk::Client;
+    ///
+    /// // E.g. from the app's settings; no Tokio runtime here, and no key.
+    /// let analytics_on = false;
+    /// let client = Client::builder("", "")
+    ///     .enabled(analytics_on)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(!client.is_enabled());
+    /// client.track("user-1", "signed_up").send().unwrap();
+    /// assert_eq!(client.stats().queued, 0);
+    /// ```
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Most events per request, 1 to 1000 (default 100). A batch is sent
@@ -235,6 +302,9 @@ impl ClientBuilder {
     /// Fails on an invalid endpoint, write key or setting, or when called
     /// outside a runtime ([`BuildError::NoRuntime`]).
     pub fn build(self) -> Result<Client, BuildError> {
+        if !self.enabled {
+            return Ok(Client::disabled_with(self.defaults));
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let (client, worker) = self.into_parts()?;
         runtime.spawn(worker.run());
@@ -328,6 +398,8 @@ impl ClientBuilder {
                 queue,
                 commands,
                 shutdown_timeout,
+                defaults: self.defaults,
+                enabled: true,
             }),
         };
         Ok((client, worker))

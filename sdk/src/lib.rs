@@ -170,6 +170,10 @@ pub(crate) struct Handle {
     pub(crate) queue: Arc<Queue>,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) shutdown_timeout: Duration,
+    /// Properties added to every event ([`ClientBuilder::property`]).
+    pub(crate) defaults: serde_json::Map<String, serde_json::Value>,
+    /// False for a [disabled](Client::disabled) client.
+    pub(crate) enabled: bool,
 }
 
 impl Handle {
@@ -204,7 +208,50 @@ impl Client {
     /// id, or a [`Person`]). Add details with the [`Track`] methods and queue
     /// it with [`Track::send`].
     pub fn track(&self, person: impl Into<Person>, event: impl Into<String>) -> Track<'_> {
-        Track::new(&self.inner.queue, person.into(), event.into())
+        Track::new(
+            &self.inner.queue,
+            &self.inner.defaults,
+            self.inner.enabled,
+            person.into(),
+            event.into(),
+        )
+    }
+
+    /// A client that sends nothing: [`Track::send`] still checks the event
+    /// and returns an id, but queues nothing; `flush` and `shutdown` return
+    /// empty reports at once. For tests, and for an app whose user opted
+    /// out. Needs no runtime, collector or key; the same as
+    /// `Client::builder(..).enabled(false).build()`.
+    ///
+    /// ```
+    /// let client = tally_sdk::Client::disabled();
+    /// client.track("user-1", "signed_up").send().unwrap();
+    /// assert_eq!(client.stats().queued, 0);
+    /// assert_eq!(client.stats().sent, 0);
+    /// assert!(!client.is_enabled());
+    /// ```
+    pub fn disabled() -> Client {
+        Client::disabled_with(serde_json::Map::new())
+    }
+
+    pub(crate) fn disabled_with(defaults: serde_json::Map<String, serde_json::Value>) -> Client {
+        // No background task: a closed command channel makes `flush` and
+        // `shutdown` answer with an empty report.
+        let (commands, _) = mpsc::unbounded_channel();
+        Client {
+            inner: Arc::new(Handle {
+                queue: Arc::new(Queue::new(1, 1, DropPolicy::Newest)),
+                commands,
+                shutdown_timeout: Duration::ZERO,
+                defaults,
+                enabled: false,
+            }),
+        }
+    }
+
+    /// False for a [disabled](Client::disabled) client.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.enabled
     }
 
     /// Delivers every event tracked before this call, waiting at most the

@@ -59,6 +59,10 @@ pub enum TrackError {
 #[derive(Debug)]
 pub struct Track<'a> {
     queue: &'a Queue,
+    /// The client's default properties, merged in by `send`.
+    defaults: &'a Map<String, Value>,
+    /// False for a disabled client: `send` queues nothing.
+    enabled: bool,
     event: WireEvent,
     /// Whether the timestamp was given (else it is the creation time, which
     /// needs no "not in the future" check).
@@ -66,7 +70,13 @@ pub struct Track<'a> {
 }
 
 impl<'a> Track<'a> {
-    pub(crate) fn new(queue: &'a Queue, person: Person, name: String) -> Self {
+    pub(crate) fn new(
+        queue: &'a Queue,
+        defaults: &'a Map<String, Value>,
+        enabled: bool,
+        person: Person,
+        name: String,
+    ) -> Self {
         let (user_id, anonymous_id) = match person {
             Person::User(id) => (Some(id), None),
             Person::Anonymous(id) => (None, Some(id)),
@@ -74,6 +84,8 @@ impl<'a> Track<'a> {
         let now = now_ms();
         Track {
             queue,
+            defaults,
+            enabled,
             event: WireEvent {
                 id: Some(new_event_id(now)),
                 event: name,
@@ -166,7 +178,22 @@ impl<'a> Track<'a> {
     /// revenue, timestamp from 2000-01-01 to an hour ahead), when the queue
     /// is full under [`DropPolicy::Newest`](crate::DropPolicy::Newest), or
     /// after shutdown.
-    pub fn send(self) -> Result<Uuid, TrackError> {
+    ///
+    /// The client's [default properties](crate::ClientBuilder::property)
+    /// are added here, under the event's own. A
+    /// [disabled](crate::Client::disabled) client checks the event and
+    /// returns its id, but queues nothing.
+    pub fn send(mut self) -> Result<Uuid, TrackError> {
+        if !self.defaults.is_empty() {
+            let own = self.event.properties.take().unwrap_or_default();
+            let mut merged = self.defaults.clone();
+            merged.extend(own);
+            self.event.properties = Some(merged);
+        }
+        if !self.enabled {
+            check(&self.event, now_ms()).map_err(TrackError::Invalid)?;
+            return Ok(self.event_id());
+        }
         let counters = &self.queue.counters;
         let now = match (self.custom_time, self.event.timestamp) {
             (false, Some(created)) => created,

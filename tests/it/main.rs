@@ -4,8 +4,10 @@
 
 mod support;
 
+mod browser;
 mod catalog;
 mod cli_queries;
+mod cors;
 mod crash;
 mod http_ingest;
 mod http_limits;

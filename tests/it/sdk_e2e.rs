@@ -198,3 +198,51 @@ fn durable_queue_survives_an_app_restart_while_the_collector_is_down() {
     server.terminate();
     assert_exactly_once(&data, &tracked);
 }
+
+#[test]
+fn default_properties_are_merged_and_a_disabled_client_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data);
+    let client = tally_sdk::blocking::Client::builder(server.url.clone(), WRITE_KEY)
+        .property("app_version", "2.4.1")
+        .property("region", "eu")
+        .build()
+        .unwrap();
+    client.track("u1", "plain").send().unwrap();
+    client
+        .track("u1", "own_region")
+        .property("region", "us")
+        .property("extra", 1)
+        .send()
+        .unwrap();
+    // A disabled client, built either way, with the collector listening.
+    for off in [
+        tally_sdk::blocking::Client::disabled(),
+        tally_sdk::blocking::Client::builder(server.url.clone(), WRITE_KEY)
+            .enabled(false)
+            .build()
+            .unwrap(),
+    ] {
+        off.track("u2", "never_sent").send().unwrap();
+        assert!(matches!(
+            off.track("u2", "").send(),
+            Err(tally_sdk::TrackError::Invalid(_))
+        ));
+        assert_eq!(off.shutdown().undelivered().count(), 0);
+        assert_eq!(off.stats().queued, 0);
+    }
+    assert!(client.shutdown().all_delivered());
+    server.terminate();
+    let events = crate::support::export_events(&data, &[]);
+    assert_eq!(events.len(), 2, "{events:?}");
+    let by = |name: &str| events.iter().find(|e| e["event"] == name).unwrap();
+    assert_eq!(
+        by("plain")["properties"],
+        serde_json::json!({"app_version": "2.4.1", "region": "eu"})
+    );
+    assert_eq!(
+        by("own_region")["properties"],
+        serde_json::json!({"app_version": "2.4.1", "region": "us", "extra": 1})
+    );
+}

@@ -47,9 +47,15 @@ impl Server {
 
     /// Like [`Server::start_with`] with extra environment variables.
     pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_at(data, "127.0.0.1:0", extra, env)
+    }
+
+    /// Like [`Server::start_with_env`] on a given address (a restart on
+    /// the same port).
+    pub fn start_at(data: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = tally()
             .envs(env.iter().copied())
-            .args(["serve", "--listen", "127.0.0.1:0", "--write-key", WRITE_KEY])
+            .args(["serve", "--listen", listen, "--write-key", WRITE_KEY])
             .args(["--read-key", READ_KEY, "--data"])
             .arg(data)
             .args(extra)

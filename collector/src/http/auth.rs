@@ -34,6 +34,12 @@ pub fn check(req: &HttpRequest, keys: &Keys, need: Need) -> Result<(), ApiError>
         .ok_or_else(|| {
             ApiError::Unauthorized("malformed Authorization header (expected 'Bearer KEY')".into())
         })?;
+    check_key(presented, keys, need)
+}
+
+/// Fails with 401 unless `presented` is the key `need` requires (a key
+/// from the header, or from a `sendBeacon` body's `"key"`).
+pub fn check_key(presented: &str, keys: &Keys, need: Need) -> Result<(), ApiError> {
     let (expected, other, what) = match need {
         Need::Write => (&keys.write_key, &keys.read_key, "write"),
         Need::Read => (&keys.read_key, &keys.write_key, "read"),

@@ -15,6 +15,9 @@ pub enum ApiError {
     /// 401: missing or wrong key.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: a browser origin not in `cors_origins` (its preflight).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such endpoint.
     #[error("{0}")]
     NotFound(String),
@@ -44,6 +47,9 @@ pub enum ApiError {
     /// 503 with `Retry-After`: too many bytes of request bodies in flight.
     #[error("{0}")]
     Busy(String),
+    /// 429 with `Retry-After`: over `ingest_rate_per_ip`.
+    #[error("{0}")]
+    RateLimited(String),
     /// 500: a bug or an unexpected store failure.
     #[error("{0}")]
     Internal(String),
@@ -56,11 +62,13 @@ impl ResponseError for ApiError {
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::LengthRequired(_) => StatusCode::LENGTH_REQUIRED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,7 +88,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => {
                 resp.insert_header(("WWW-Authenticate", "Bearer"));
             }
-            ApiError::Busy(_) => {
+            // The body is not read: the connection cannot carry another
+            // request either.
+            ApiError::Busy(_) | ApiError::RateLimited(_) => {
                 resp.insert_header(("Retry-After", RETRY_AFTER_SECS.to_string()));
                 resp.force_close();
             }

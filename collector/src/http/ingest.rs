@@ -1,5 +1,6 @@
 //! `POST /v1/track` and `POST /v1/batch`.
 
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -35,7 +36,10 @@ pub struct Rejection {
 /// front: a derived struct also accepts a JSON array (its fields in order),
 /// so `[{...}]` used to fail inside it with serde's inverted "invalid type:
 /// map, expected a sequence".
+/// `key` is the write key sent in the body by `navigator.sendBeacon`,
+/// which cannot set an `Authorization` header (SPEC §2).
 struct BatchBody<'a> {
+    key: Option<String>,
     batch: Vec<&'a RawValue>,
 }
 
@@ -44,6 +48,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for BatchBody<'a> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Fields<'a> {
+            #[serde(default)]
+            key: Option<String>,
             #[serde(borrow)]
             batch: Vec<&'a RawValue>,
         }
@@ -60,6 +66,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for BatchBody<'a> {
                 let fields =
                     Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 Ok(BatchBody {
+                    key: fields.key,
                     batch: fields.batch,
                 })
             }
@@ -68,20 +75,53 @@ impl<'de: 'a, 'a> Deserialize<'de> for BatchBody<'a> {
     }
 }
 
-/// `POST /v1/batch`: `{"batch": [event, ...]}`.
+/// `POST /v1/batch`: `{"batch": [event, ...]}`, or from a browser's
+/// `sendBeacon` (no `Authorization` header) `{"key": "...", "batch": [...]}`.
+///
+/// With a header, the key is checked before the body is read; without one
+/// the body is read under the same caps, deadline and budget as any other,
+/// and the key in it checked before anything is validated or stored. The
+/// body's content type is not looked at: `sendBeacon` sends `text/plain`
+/// (a type that needs no CORS preflight).
 pub async fn batch(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let max_events = state.config.max_batch_events;
-    let body = authorized_body(&req, payload, &state).await?;
+    rate_limit(&req, &state)?;
+    let header_key = req.headers().contains_key(header::AUTHORIZATION);
+    let body = if header_key {
+        authorized_body(&req, payload, &state).await?
+    } else {
+        read_limited(&req, payload, &state.body_limits).await?
+    };
+    let keys = state.keys.clone();
     let checked = off_worker(body, state.config.max_body_bytes, move |text| {
         let parsed: BatchBody<'_> = serde_json::from_str(text).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "body must be a JSON object {{\"batch\": [event, ...]}}: {e}"
-            ))
+            // Without a header, a body that does not parse cannot prove a key.
+            if header_key {
+                ApiError::BadRequest(format!(
+                    "body must be a JSON object {{\"batch\": [event, ...]}}: {e}"
+                ))
+            } else {
+                ApiError::Unauthorized(format!(
+                    "missing Authorization header (expected 'Bearer KEY'), and the body is not \
+                     {{\"key\": KEY, \"batch\": [...]}}: {e}"
+                ))
+            }
         })?;
+        match &parsed.key {
+            // A key in the body is checked even next to a header.
+            Some(key) => auth::check_key(key, &keys, Need::Write)?,
+            None if !header_key => {
+                return Err(ApiError::Unauthorized(
+                    "missing Authorization header (expected 'Bearer KEY') or \"key\" in the body"
+                        .into(),
+                ));
+            }
+            None => {}
+        }
         if parsed.batch.len() > max_events {
             return Err(ApiError::TooLarge(format!(
                 "batch has {} events; at most {max_events} are allowed per request",
@@ -123,8 +163,24 @@ async fn authorized_body(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<WireBody, ApiError> {
+    rate_limit(req, state)?;
     auth::check(req, &state.keys, Need::Write)?;
     read_limited(req, payload, &state.body_limits).await
+}
+
+/// A 429 for a client over `ingest_rate_per_ip`, before anything is read.
+fn rate_limit(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let Some(peer) = req.peer_addr() else {
+        return Ok(());
+    };
+    if state.rate_limit.allow(peer.ip(), std::time::Instant::now()) {
+        return Ok(());
+    }
+    Err(ApiError::RateLimited(format!(
+        "more than {} ingest requests a second from {} (ingest_rate_per_ip); retry shortly",
+        state.config.ingest_rate_per_ip,
+        peer.ip()
+    )))
 }
 
 /// Events that passed validation and those that did not, with the body's

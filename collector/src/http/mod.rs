@@ -7,10 +7,13 @@
 mod auth;
 mod body;
 mod conn;
+mod cors;
 pub mod error;
 pub mod ingest;
 mod metrics;
 pub mod query;
+mod rate;
+mod sdk_js;
 mod track;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -22,7 +25,7 @@ use actix_http::{HttpService, KeepAlive, Protocol};
 use actix_service::{ServiceFactoryExt, fn_service, map_config};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{AppConfig, Server, Service, ServiceResponse};
-use actix_web::http::{ConnectionType, StatusCode, header};
+use actix_web::http::{ConnectionType, Method, StatusCode, header};
 use actix_web::rt::net::TcpStream;
 use actix_web::{App, HttpRequest, HttpResponse, guard, web};
 use futures_util::FutureExt;
@@ -45,6 +48,7 @@ pub struct AppState {
     store: Arc<dyn EventStore>,
     metrics: Metrics,
     body_limits: BodyLimits,
+    rate_limit: rate::RateLimit,
 }
 
 /// A started collector.
@@ -141,6 +145,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
         store,
         metrics: app_metrics,
         body_limits,
+        rate_limit: rate::RateLimit::new(config.ingest_rate_per_ip),
     });
     // Set when SIGTERM / SIGINT arrives, before the server stops.
     let stopping = Arc::new(AtomicBool::new(false));
@@ -154,8 +159,17 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                 let state = req.app_data::<web::Data<AppState>>().cloned();
                 let path = req.match_pattern().unwrap_or_else(|| "unmatched".into());
                 let stopping = stopping.clone();
+                // CORS headers go on every answer of the ingest endpoints to
+                // a listed origin, errors included, so a page can read why.
+                let cors_origin = state
+                    .as_ref()
+                    .filter(|_| cors::is_ingest(req.path()))
+                    .and_then(|s| cors::allowed_origin(req.headers(), s));
                 srv.call(req).map(move |res| {
                     let mut res = res.map(json_error_body);
+                    if let (Some(origin), Ok(res)) = (cors_origin, &mut res) {
+                        cors::add_headers(res.headers_mut(), origin);
+                    }
                     // While stopping, close each connection after its answer:
                     // a client that keeps sending on a kept-alive connection
                     // would otherwise hold the graceful shutdown open.
@@ -179,8 +193,15 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                     res
                 })
             })
-            .service(endpoint("/v1/track", web::post().to(track::track)))
-            .service(endpoint("/v1/batch", web::post().to(ingest::batch)))
+            .service(
+                endpoint("/v1/track", web::post().to(track::track))
+                    .route(web::method(Method::OPTIONS).to(cors::preflight)),
+            )
+            .service(
+                endpoint("/v1/batch", web::post().to(ingest::batch))
+                    .route(web::method(Method::OPTIONS).to(cors::preflight)),
+            )
+            .service(endpoint("/sdk.js", get_or_head().to(sdk_js::sdk_js)))
             .service(endpoint("/v1/export", web::get().to(query::export)))
             .service(
                 web::resource("/v1/{analysis}")
