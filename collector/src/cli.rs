@@ -55,6 +55,28 @@ enum Command {
     Events(EventsArgs),
     /// Verify every checksum and reference of a data directory (offline).
     Check(CheckArgs),
+    /// A consistent copy of the store that `tally serve --data DEST` opens
+    /// (offline with --data, or from a running collector with --server).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// Where to put the copy: a new or empty directory (with --server, a
+    /// path on the collector's machine)
+    dest: PathBuf,
+    /// Data directory, when no collector holds it [default: ./tally-data]
+    #[arg(long, conflicts_with = "server")]
+    data: Option<PathBuf>,
+    /// URL of a running collector, e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    server: Option<String>,
+    /// The collector's admin key (TALLY_ADMIN_KEY)
+    #[arg(long, env = "TALLY_ADMIN_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Output: table or json
+    #[arg(long, default_value = "table")]
+    format: String,
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +108,10 @@ struct ServeArgs {
     /// Key for queries (TALLY_READ_KEY); generated on first start if unset
     #[arg(long)]
     read_key: Option<String>,
+    /// Key for deletion and backup (TALLY_ADMIN_KEY); generated on first
+    /// start if unset
+    #[arg(long)]
+    admin_key: Option<String>,
     /// sled page cache in MiB (TALLY_CACHE_MB) [default: 256]
     #[arg(long)]
     cache_mb: Option<u64>,
@@ -388,8 +414,69 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Lifecycle(a) => analysis("lifecycle", &a.q, vec![]),
         Command::Active(a) => analysis("active", &a.q, vec![]),
         Command::Check(a) => check(a),
+        Command::Backup(a) => backup(a),
         Command::Events(a) => analysis("events", &a.q, vec![]),
     }
+}
+
+fn backup(a: BackupArgs) -> Result<ExitCode, Failure> {
+    let json = match a.format.as_str() {
+        "json" => true,
+        "table" => false,
+        other => {
+            return Err(Failure::Usage(format!(
+                "--format: expected table or json, got {other:?}"
+            )));
+        }
+    };
+    let events = match &a.server {
+        Some(server) => {
+            let key = a.key.as_deref().ok_or_else(|| {
+                Failure::Usage("--key (or TALLY_ADMIN_KEY) is required with --server".into())
+            })?;
+            let dest = a.dest.to_string_lossy().into_owned();
+            crate::remote::backup(server, key, &dest).map_err(|e| match e {
+                crate::remote::RemoteError::Usage(m) => Failure::Usage(m),
+                crate::remote::RemoteError::Failed(m) => Failure::Failed(m),
+            })?
+        }
+        None => {
+            let data = a
+                .data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("./tally-data"));
+            let dir = Config::store_dir(&data);
+            if !dir.exists() {
+                return Err(Failure::Failed(format!(
+                    "no Tally data in {}",
+                    data.display()
+                )));
+            }
+            let store = DiskStore::open(&dir, &StoreOptions::default()).map_err(|e| match e {
+                Error::Locked { path } => Failure::Failed(format!(
+                    "the data directory {} is in use by another process (is `tally serve` \
+                     running?); back it up through it with --server URL --key ADMIN_KEY",
+                    path.display()
+                )),
+                other => other.into(),
+            })?;
+            crate::backup::backup(&store, &data, &a.dest).map_err(|e| match e {
+                Error::Config(m) => Failure::Usage(m),
+                other => other.into(),
+            })?
+        }
+    };
+    if json {
+        println!("{}", serde_json::json!({ "events": events }));
+    } else {
+        println!(
+            "backed up {} events into {} (open it with `tally serve --data {}`)",
+            tally_query::render::thousands(events),
+            a.dest.display(),
+            a.dest.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(a: CheckArgs) -> Result<ExitCode, Failure> {
@@ -472,6 +559,9 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
     if a.read_key.is_some() {
         config.read_key = a.read_key;
     }
+    if a.admin_key.is_some() {
+        config.admin_key = a.admin_key;
+    }
     if let Some(c) = a.cache_mb {
         config.cache_mb = c;
     }
@@ -491,6 +581,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
     for (name, key) in [
         ("write key", &config.write_key),
         ("read key", &config.read_key),
+        ("admin key", &config.admin_key),
     ] {
         if let Some(k) = key.as_deref().filter(|k| k.len() < 8) {
             tracing::warn!(
@@ -538,7 +629,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
                     );
                 }
             }
-            None => println!("API keys: both from the configuration (flags, TALLY_* or tally.toml)"),
+            None => println!("API keys: all from the configuration (flags, TALLY_* or tally.toml)"),
         }
         println!("tally listening on {url} (data in {})", data.display());
         let _ = std::io::stdout().flush();

@@ -20,6 +20,8 @@ pub struct Config {
     pub write_key: Option<String>,
     /// Read (query) key (`--read-key`, `TALLY_READ_KEY`).
     pub read_key: Option<String>,
+    /// Admin (deletion and backup) key (`--admin-key`, `TALLY_ADMIN_KEY`).
+    pub admin_key: Option<String>,
     /// Page cache of the store's sled index in MiB (`--cache-mb`,
     /// `TALLY_CACHE_MB`). Default 256.
     pub cache_mb: u64,
@@ -62,6 +64,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             write_key: None,
             read_key: None,
+            admin_key: None,
             cache_mb: 256,
             max_body_bytes: 5 * 1024 * 1024,
             max_batch_events: 1000,
@@ -99,6 +102,7 @@ impl Config {
                 "TALLY_LISTEN" => config.listen = v,
                 "TALLY_WRITE_KEY" => config.write_key = Some(v),
                 "TALLY_READ_KEY" => config.read_key = Some(v),
+                "TALLY_ADMIN_KEY" => config.admin_key = Some(v),
                 "TALLY_CACHE_MB" => {
                     config.cache_mb = v.parse().map_err(|_| {
                         Error::Config(format!("TALLY_CACHE_MB: '{v}' is not a number of MiB"))
@@ -146,7 +150,11 @@ impl Config {
 
     /// Checks values that cannot be expressed by types.
     pub fn validate(&self) -> Result<(), Error> {
-        for (name, key) in [("write key", &self.write_key), ("read key", &self.read_key)] {
+        for (name, key) in [
+            ("write key", &self.write_key),
+            ("read key", &self.read_key),
+            ("admin key", &self.admin_key),
+        ] {
             // SPEC §2 sets no length for keys: any non-empty token that can
             // travel in `Authorization: Bearer KEY` is accepted (`tally serve`
             // warns about a short one).
@@ -158,10 +166,15 @@ impl Config {
                 )));
             }
         }
-        if self.write_key.is_some() && self.write_key == self.read_key {
-            return Err(Error::Config(
-                "the write key and the read key must differ".into(),
-            ));
+        let keys = [&self.write_key, &self.read_key, &self.admin_key];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                if a.is_some() && a == b {
+                    return Err(Error::Config(
+                        "the write key, the read key and the admin key must differ".into(),
+                    ));
+                }
+            }
         }
         if self.cache_mb == 0 {
             return Err(Error::Config("cache_mb must be at least 1".into()));

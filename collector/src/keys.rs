@@ -11,26 +11,63 @@ use crate::error::Error;
 
 const KEYS_FILE: &str = "keys.toml";
 
-/// The two keys of a collector.
+/// The three keys of a collector (SPEC §2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Keys {
     /// Ingest only.
     pub write_key: String,
     /// Queries only.
     pub read_key: String,
+    /// Deletion and backup only: the write key ships inside apps and must
+    /// not be able to destroy data.
+    pub admin_key: String,
+}
+
+impl Keys {
+    /// The key of `kind`.
+    pub fn get(&self, kind: Kind) -> &str {
+        match kind {
+            Kind::Write => &self.write_key,
+            Kind::Read => &self.read_key,
+            Kind::Admin => &self.admin_key,
+        }
+    }
 }
 
 /// `keys.toml`: the stored keys and whether each was printed yet. A file
 /// from before the `*_shown` fields counts as shown (it was printed when
-/// it was made, unless that start failed, which older builds did not track).
+/// it was made, unless that start failed, which older builds did not track);
+/// one from before the admin key gets one, not shown yet.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stored {
     write_key: String,
     read_key: String,
+    #[serde(default)]
+    admin_key: Option<String>,
     #[serde(default = "already_shown")]
     write_shown: bool,
     #[serde(default = "already_shown")]
     read_shown: bool,
+    #[serde(default)]
+    admin_shown: bool,
+}
+
+impl Stored {
+    fn key(&self, kind: Kind) -> Option<&String> {
+        match kind {
+            Kind::Write => Some(&self.write_key),
+            Kind::Read => Some(&self.read_key),
+            Kind::Admin => self.admin_key.as_ref(),
+        }
+    }
+
+    fn shown(&mut self, kind: Kind) -> &mut bool {
+        match kind {
+            Kind::Write => &mut self.write_shown,
+            Kind::Read => &mut self.read_shown,
+            Kind::Admin => &mut self.admin_shown,
+        }
+    }
 }
 
 fn already_shown() -> bool {
@@ -44,14 +81,28 @@ pub enum Kind {
     Write,
     /// The query key.
     Read,
+    /// The deletion and backup key.
+    Admin,
 }
 
 impl Kind {
-    /// `write key` / `read key`.
+    /// Every kind, in the order they are printed.
+    pub const ALL: [Kind; 3] = [Kind::Write, Kind::Read, Kind::Admin];
+
+    /// `write key` / `read key` / `admin key`.
     pub fn label(self) -> &'static str {
         match self {
             Kind::Write => "write key",
             Kind::Read => "read key",
+            Kind::Admin => "admin key",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Write => "tw",
+            Kind::Read => "tr",
+            Kind::Admin => "ta",
         }
     }
 }
@@ -73,27 +124,47 @@ pub struct Resolved {
 }
 
 /// Configured keys win; missing ones come from `DATA/keys.toml`, which is
-/// created (mode 0600) with fresh random keys the first time one is needed.
+/// created (mode 0600) with fresh random keys the first time one is needed
+/// (and given an admin key if it was written before there was one).
 pub fn resolve(
     data: &Path,
     write_key: Option<String>,
     read_key: Option<String>,
+    admin_key: Option<String>,
 ) -> Result<Resolved, Error> {
+    let configured = [write_key, read_key, admin_key];
     let path = data.join(KEYS_FILE);
     let stored = match std::fs::read_to_string(&path) {
-        Ok(text) => Some(
-            toml::from_str::<Stored>(&text)
-                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?,
-        ),
+        Ok(text) => {
+            let mut stored = toml::from_str::<Stored>(&text)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            if stored.admin_key.is_none() && configured[2].is_none() {
+                stored.admin_key = Some(generate(Kind::Admin.prefix()));
+                stored.admin_shown = false;
+                save(&path, &stored, false)?;
+            }
+            Some(stored)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if write_key.is_some() && read_key.is_some() {
+            if configured.iter().all(Option::is_some) {
                 None
             } else {
+                // Only the keys not configured are generated (and printed);
+                // the configured ones are kept as given, never printed.
+                let pick = |i: usize, kind: Kind| match &configured[i] {
+                    Some(k) => (k.clone(), true),
+                    None => (generate(kind.prefix()), false),
+                };
+                let (write_key, write_shown) = pick(0, Kind::Write);
+                let (read_key, read_shown) = pick(1, Kind::Read);
+                let (admin_key, admin_shown) = pick(2, Kind::Admin);
                 let stored = Stored {
-                    write_key: generate("tw"),
-                    read_key: generate("tr"),
-                    write_shown: false,
-                    read_shown: false,
+                    write_key,
+                    read_key,
+                    admin_key: Some(admin_key),
+                    write_shown,
+                    read_shown,
+                    admin_shown,
                 };
                 save(&path, &stored, true)?;
                 Some(stored)
@@ -101,11 +172,13 @@ pub fn resolve(
         }
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
-    let Some(stored) = stored else {
+    let [write_key, read_key, admin_key] = configured;
+    let Some(mut stored) = stored else {
         return Ok(Resolved {
             keys: Keys {
                 write_key: write_key.unwrap_or_default(),
                 read_key: read_key.unwrap_or_default(),
+                admin_key: admin_key.unwrap_or_default(),
             },
             unshown: Vec::new(),
             file: None,
@@ -114,26 +187,24 @@ pub fn resolve(
     };
     let mut unshown = Vec::new();
     let mut overridden = Vec::new();
-    for (kind, configured, stored_key, shown) in [
-        (
-            Kind::Write,
-            &write_key,
-            &stored.write_key,
-            stored.write_shown,
-        ),
-        (Kind::Read, &read_key, &stored.read_key, stored.read_shown),
-    ] {
-        match configured {
-            Some(c) if c != stored_key => overridden.push(kind),
-            Some(_) => {}
-            None if !shown => unshown.push((kind, stored_key.clone())),
-            None => {}
+    for (kind, configured) in Kind::ALL
+        .into_iter()
+        .zip([&write_key, &read_key, &admin_key])
+    {
+        let stored_key = stored.key(kind).cloned();
+        let shown = *stored.shown(kind);
+        match (configured, stored_key) {
+            (Some(c), Some(s)) if *c != s => overridden.push(kind),
+            (None, Some(s)) if !shown => unshown.push((kind, s)),
+            _ => {}
         }
     }
+    let admin = admin_key.or(stored.admin_key.take()).unwrap_or_default();
     Ok(Resolved {
         keys: Keys {
             write_key: write_key.unwrap_or(stored.write_key),
             read_key: read_key.unwrap_or(stored.read_key),
+            admin_key: admin,
         },
         unshown,
         file: Some(path),
@@ -149,15 +220,12 @@ pub fn mark_shown(data: &Path, kinds: &[Kind]) -> Result<(), Error> {
     let mut stored = toml::from_str::<Stored>(&text)
         .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
     for kind in kinds {
-        match kind {
-            Kind::Write => stored.write_shown = true,
-            Kind::Read => stored.read_shown = true,
-        }
+        *stored.shown(*kind) = true;
     }
     save(&path, &stored, false)
 }
 
-fn generate(prefix: &str) -> String {
+fn generate(prefix: &'static str) -> String {
     let bytes: [u8; 20] = rand::rng().random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("{prefix}_{hex}")
@@ -212,37 +280,45 @@ mod tests {
     #[test]
     fn generated_once_then_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let first = resolve(dir.path(), None, None).unwrap();
-        assert_eq!(first.unshown.len(), 2);
+        let first = resolve(dir.path(), None, None, None).unwrap();
+        assert_eq!(first.unshown.len(), 3);
+        assert!(first.keys.admin_key.starts_with("ta_"));
         assert_ne!(first.keys.write_key, first.keys.read_key);
         // Not printed yet (a start that failed to bind): still unshown.
-        let again = resolve(dir.path(), None, None).unwrap();
+        let again = resolve(dir.path(), None, None, None).unwrap();
         assert_eq!(again.keys, first.keys);
         assert_eq!(
             again.unshown,
             [
                 (Kind::Write, first.keys.write_key.clone()),
-                (Kind::Read, first.keys.read_key.clone())
+                (Kind::Read, first.keys.read_key.clone()),
+                (Kind::Admin, first.keys.admin_key.clone())
             ]
         );
-        mark_shown(dir.path(), &[Kind::Write, Kind::Read]).unwrap();
-        let shown = resolve(dir.path(), None, None).unwrap();
+        mark_shown(dir.path(), &Kind::ALL).unwrap();
+        let shown = resolve(dir.path(), None, None, None).unwrap();
         assert!(shown.unshown.is_empty());
         assert_eq!(shown.keys, first.keys);
         assert!(shown.overridden.is_empty());
-        let overridden = resolve(dir.path(), Some("explicit-w".into()), None).unwrap();
+        let overridden = resolve(dir.path(), Some("explicit-w".into()), None, None).unwrap();
         assert_eq!(overridden.keys.write_key, "explicit-w");
         assert_eq!(overridden.keys.read_key, first.keys.read_key);
         assert_eq!(overridden.overridden, [Kind::Write]);
         // The same key as stored is not an override.
-        let same = resolve(dir.path(), Some(first.keys.write_key.clone()), None).unwrap();
+        let same = resolve(dir.path(), Some(first.keys.write_key.clone()), None, None).unwrap();
         assert!(same.overridden.is_empty());
     }
 
     #[test]
     fn configured_keys_need_no_file_and_old_files_count_as_shown() {
         let dir = tempfile::tempdir().unwrap();
-        let r = resolve(dir.path(), Some("w".into()), Some("r".into())).unwrap();
+        let r = resolve(
+            dir.path(),
+            Some("w".into()),
+            Some("r".into()),
+            Some("a".into()),
+        )
+        .unwrap();
         assert!(r.file.is_none() && r.unshown.is_empty());
         assert!(!dir.path().join(KEYS_FILE).exists());
         std::fs::write(
@@ -250,9 +326,13 @@ mod tests {
             "write_key = \"a\"\nread_key = \"b\"\n",
         )
         .unwrap();
-        let r = resolve(dir.path(), None, None).unwrap();
-        assert!(r.unshown.is_empty());
+        // A file from before the admin key: it gets one, to be printed.
+        let r = resolve(dir.path(), None, None, None).unwrap();
+        assert_eq!(r.unshown.len(), 1);
+        assert_eq!(r.unshown[0].0, Kind::Admin);
         assert_eq!(r.keys.write_key, "a");
+        let again = resolve(dir.path(), None, None, None).unwrap();
+        assert_eq!(again.keys.admin_key, r.keys.admin_key);
     }
 
     #[test]

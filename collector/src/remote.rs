@@ -106,6 +106,35 @@ pub fn export(
     Ok(n)
 }
 
+/// `POST /v1/admin/backup {"dest": DEST}`; returns the events copied.
+pub fn backup(server: &str, key: &str, dest: &str) -> Result<u64, RemoteError> {
+    let url = format!("{}/v1/admin/backup", server_base(server)?);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .map_err(|e| RemoteError::Failed(e.to_string()))?;
+    let resp = client
+        .post(&url)
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "dest": dest }))
+        .send()
+        .map_err(|e| RemoteError::Failed(request_failure(&url, &e)))?;
+    let status = resp.status();
+    let body = resp.text().unwrap_or_default();
+    if !status.is_success() {
+        let message = error_text(&body);
+        return Err(if status == reqwest::StatusCode::BAD_REQUEST {
+            RemoteError::Usage(message)
+        } else {
+            RemoteError::Failed(format!("{url} answered {status}: {message}"))
+        });
+    }
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["events"].as_u64())
+        .ok_or_else(|| RemoteError::Failed(format!("{url} answered {body}")))
+}
+
 /// One event on its way: its file line and its wire-form JSON (with the
 /// id and timestamp fixed here, so a retried request is deduplicated).
 struct Pending {

@@ -1192,8 +1192,21 @@ fn keys_from_the_environment() {
     assert!(
         !out.before
             .iter()
-            .any(|l| l.contains("write key") || l.contains("curl")),
-        "no keys are generated when both are set: {:?}",
+            .any(|l| l.contains("write key:") || l.contains("read key:")),
+        "no write or read key is generated when both are set: {:?}",
+        out.before
+    );
+    // The admin key was not set: it is generated and printed, alone.
+    assert!(
+        out.before
+            .iter()
+            .any(|l| l.trim().starts_with("admin key:")),
+        "{:?}",
+        out.before
+    );
+    assert!(
+        !out.before.iter().any(|l| l.contains("in force")),
+        "{:?}",
         out.before
     );
     assert_eq!(send_with(&server.url, "env-write-key-1"), 200);

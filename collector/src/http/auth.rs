@@ -4,7 +4,7 @@ use actix_web::HttpRequest;
 use actix_web::http::header;
 
 use super::error::ApiError;
-use crate::keys::{Keys, matches};
+use crate::keys::{Keys, Kind, matches};
 
 /// Which key an endpoint needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +13,18 @@ pub enum Need {
     Write,
     /// Query endpoints.
     Read,
+    /// Deletion and backup.
+    Admin,
+}
+
+impl Need {
+    fn kind(self) -> Kind {
+        match self {
+            Need::Write => Kind::Write,
+            Need::Read => Kind::Read,
+            Need::Admin => Kind::Admin,
+        }
+    }
 }
 
 /// Fails with 401 unless the request presents the key `need` requires.
@@ -40,16 +52,18 @@ pub fn check(req: &HttpRequest, keys: &Keys, need: Need) -> Result<(), ApiError>
 /// Fails with 401 unless `presented` is the key `need` requires (a key
 /// from the header, or from a `sendBeacon` body's `"key"`).
 pub fn check_key(presented: &str, keys: &Keys, need: Need) -> Result<(), ApiError> {
-    let (expected, other, what) = match need {
-        Need::Write => (&keys.write_key, &keys.read_key, "write"),
-        Need::Read => (&keys.read_key, &keys.write_key, "read"),
-    };
-    if matches(presented, expected) {
+    let wanted = need.kind();
+    if matches(presented, keys.get(wanted)) {
         return Ok(());
     }
-    if matches(presented, other) {
+    if let Some(given) = Kind::ALL
+        .into_iter()
+        .find(|&k| k != wanted && matches(presented, keys.get(k)))
+    {
         return Err(ApiError::Unauthorized(format!(
-            "this endpoint needs the {what} key; the key given is the other one"
+            "this endpoint needs the {}; the key given is the {}",
+            wanted.label(),
+            given.label()
         )));
     }
     Err(ApiError::Unauthorized("invalid key".into()))

@@ -4,6 +4,7 @@
 //! group-commit [`Writer`]; nothing here blocks on
 //! sled or fsync.
 
+mod admin;
 mod auth;
 mod body;
 mod conn;
@@ -127,6 +128,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
         &config.data,
         config.write_key.clone(),
         config.read_key.clone(),
+        config.admin_key.clone(),
     )?;
     let writer = Writer::start(store.clone());
     let app_metrics = Metrics::default();
@@ -203,6 +205,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
             )
             .service(endpoint("/sdk.js", get_or_head().to(sdk_js::sdk_js)))
             .service(endpoint("/v1/export", web::get().to(query::export)))
+            .service(endpoint("/v1/admin/backup", web::post().to(admin::backup)))
             .service(
                 web::resource("/v1/{analysis}")
                     .route(get_or_head().to(query::analysis))

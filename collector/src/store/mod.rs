@@ -90,6 +90,17 @@ pub trait EventStore: Source + Send + Sync + 'static {
         StoreStats::default()
     }
 
+    /// A consistent copy of the store in `dest` (new or empty), holding
+    /// every event acknowledged before the call, made while ingest goes on;
+    /// returns the events copied. Backends with their own backup tools
+    /// refuse and say so.
+    fn backup(&self, dest: &std::path::Path) -> Result<u64, Error> {
+        let _ = dest;
+        Err(Error::Unavailable(
+            "this store has no built-in backup; use its own tools".into(),
+        ))
+    }
+
     /// Changes whenever the store has reloaded its state after a failure:
     /// a commit appended in an earlier epoch must not be acknowledged, even
     /// if a later [`EventStore::sync`] succeeds (its bytes may have been
