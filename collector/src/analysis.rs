@@ -2,7 +2,7 @@
 //! parse the same parameters and print the same JSON.
 
 use tally_query::{
-    Format, QueryError, RawParams, Report, activation, active, funnel, lifecycle, retention,
+    Format, QueryError, RawParams, Report, Zone, activation, active, funnel, lifecycle, retention,
 };
 
 use crate::catalog;
@@ -115,7 +115,7 @@ impl Query {
             Query::Lifecycle(p) => lifecycle::run(src, p)?.render(format),
             Query::Active(p) => {
                 let mut r = active::run(src, p)?;
-                r.mark_today(tally_event::time::now_ms());
+                r.mark_today(tally_event::time::now_ms(), &p.tz);
                 r.render(format)
             }
             Query::Events { from, to } => catalog::list(src, *from, *to)?.render(format),
@@ -132,8 +132,9 @@ pub fn run_json(
     Query::parse(name, pairs, tally_event::time::now_ms())?.run(store, Format::Json)
 }
 
-/// Re-renders an analysis's JSON (as a collector answered it) in `format`.
-pub fn render_json(name: &str, json: &str, format: Format) -> Result<String, String> {
+/// Re-renders an analysis's JSON (as a collector answered it) in `format`;
+/// `tz` is the zone the query asked for (it marks `active`'s today).
+pub fn render_json(name: &str, json: &str, format: Format, tz: &Zone) -> Result<String, String> {
     fn parse<R: Report + serde::de::DeserializeOwned>(
         json: &str,
         f: Format,
@@ -149,7 +150,7 @@ pub fn render_json(name: &str, json: &str, format: Format) -> Result<String, Str
         "lifecycle" => parse::<lifecycle::LifecycleResult>(json, format),
         "active" => serde_json::from_str::<active::ActiveResult>(json)
             .map(|mut r| {
-                r.mark_today(tally_event::time::now_ms());
+                r.mark_today(tally_event::time::now_ms(), tz);
                 r.render(format)
             })
             .map_err(|e| format!("unexpected answer from the collector: {e}")),

@@ -8,3 +8,4 @@ mod funnel;
 mod lifecycle;
 mod retention;
 mod source_ranges;
+mod tz;
