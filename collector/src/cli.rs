@@ -50,6 +50,9 @@ enum Command {
     Lifecycle(LifecycleArgs),
     /// Daily, weekly and monthly active users.
     Active(ActiveArgs),
+    /// Events, users or revenue of one event (or any) per hour, day, week
+    /// or month.
+    Trend(TrendArgs),
     /// What is in the store: each event's count, users, first and last
     /// time and property names (all time unless --from/--to/--last).
     Events(EventsArgs),
@@ -260,6 +263,21 @@ struct ActiveArgs {
 }
 
 #[derive(Debug, Args)]
+struct TrendArgs {
+    /// The event to count, or `any` for every event
+    #[arg(long)]
+    event: Option<String>,
+    /// events, users (distinct persons) or revenue (net) [default: events]
+    #[arg(long)]
+    measure: Option<String>,
+    /// hour, day, week (ISO, Monday) or month, in --tz [default: day]
+    #[arg(long)]
+    interval: Option<String>,
+    #[command(flatten)]
+    q: QueryArgs,
+}
+
+#[derive(Debug, Args)]
 struct EventsArgs {
     #[command(flatten)]
     q: QueryArgs,
@@ -381,6 +399,15 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         ),
         Command::Lifecycle(a) => analysis("lifecycle", &a.q, vec![]),
         Command::Active(a) => analysis("active", &a.q, vec![]),
+        Command::Trend(a) => analysis(
+            "trend",
+            &a.q,
+            vec![
+                ("event", a.event),
+                ("measure", a.measure),
+                ("interval", a.interval),
+            ],
+        ),
         Command::Check(a) => check(a),
         Command::Events(a) => analysis("events", &a.q, vec![]),
     }

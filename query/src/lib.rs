@@ -25,3 +25,4 @@ mod group;
 pub mod lifecycle;
 pub mod retention;
 mod stats;
+pub mod trend;
