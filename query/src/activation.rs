@@ -134,7 +134,7 @@ pub struct ActivationResult {
     pub rate: f64,
     /// Median of the activated persons' times to activate, seconds.
     pub median_seconds_to_activate: Option<f64>,
-    /// Per ISO week (Monday, UTC) of `s0`, oldest first; only non-empty weeks.
+    /// Per local ISO week (Monday, in `--tz`) of `s0`, oldest first; only non-empty weeks.
     pub by_week: Vec<ActivationWeek>,
     /// `--as-of`, RFC 3339 UTC.
     pub as_of: String,

@@ -129,7 +129,7 @@ impl RawParams {
     }
 
     /// `--from` / `--to`, defaulting to the 30 days up to the end of today
-    /// (UTC); or `--last 30d` / `--last 2w` (see [`last_range`]).
+    /// (in `--tz`); or `--last 30d` / `--last 2w` (see [`last_range`]).
     pub fn range(&mut self, now: i64) -> Result<(i64, i64), QueryError> {
         if let Some(range) = self.last(now)? {
             return Ok(range);
