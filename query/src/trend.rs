@@ -9,11 +9,14 @@
 //!
 //! Shape (see the crate doc): one scan of the name over `[from, to)`;
 //! `events` and `revenue` fold rows into per-thread per-bucket sums that
-//! add up; `users` groups each person's bucket numbers (a counting sort on
-//! dense person ids) and counts each person once per bucket with a stamp
-//! per bucket, in parallel over blocks of persons: blocks hold disjoint
-//! persons, so their per-bucket counts add up, and `total` is the number of
-//! persons with any row (not the sum of the buckets).
+//! add up. `users` sets one bit per (bucket, person) in a per-thread bitmap
+//! merged by `|` when buckets × persons is small (days over a year: the
+//! common case); otherwise it groups each person's bucket numbers (a
+//! counting sort on dense person ids) and counts each person once per
+//! bucket with a stamp per bucket, in parallel over blocks of persons:
+//! blocks hold disjoint persons, so their per-bucket counts add up. Either
+//! way `total` is the number of persons with any row (not the sum of the
+//! buckets).
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -331,8 +334,76 @@ fn add_counts(mut a: Vec<u64>, b: Vec<u64>) -> Vec<u64> {
     a
 }
 
+/// Largest per-thread bitmap (in 64-bit words) for [`distinct_users`]'s
+/// fast path: 32 MiB, e.g. 500,000 persons × 536 buckets.
+const MAX_BITMAP_WORDS: usize = 1 << 22;
+
 /// Distinct persons per bucket and over the whole range.
 fn distinct_users(
+    persons: usize,
+    rows: &[Rows],
+    find: &Buckets<'_>,
+    p: &TrendParams,
+    buckets: usize,
+) -> (Vec<u64>, u64) {
+    // Person ids beyond `person_count` are not expected; the grouping
+    // below copes with them, the bitmaps would not.
+    let max_person = rows
+        .iter()
+        .flat_map(|r| r.person.iter().max())
+        .max()
+        .map_or(0, |&m| m as usize + 1);
+    let words = persons.max(max_person).div_ceil(64);
+    if words.saturating_mul(buckets + 1) <= MAX_BITMAP_WORDS {
+        users_by_bitmap(words, rows, find, p, buckets)
+    } else {
+        users_by_person(persons, rows, find, p, buckets)
+    }
+}
+
+/// One bit per (bucket, person) plus one per person for the total, per
+/// thread, merged by `|`: one random bit write per row, no sort.
+fn users_by_bitmap(
+    words: usize,
+    rows: &[Rows],
+    find: &Buckets<'_>,
+    p: &TrendParams,
+    buckets: usize,
+) -> (Vec<u64>, u64) {
+    // Bucket `b`'s persons are words `b * words ..`; the total's come last.
+    let bits = fold_rows(
+        rows,
+        || vec![0u64; words * (buckets + 1)],
+        |bits, r, range| {
+            for i in range {
+                if let Some(b) = find.of(r.ts[i], p) {
+                    let person = r.person[i] as usize;
+                    let bit = 1u64 << (person % 64);
+                    bits[b * words + person / 64] |= bit;
+                    bits[buckets * words + person / 64] |= bit;
+                }
+            }
+        },
+        |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x |= y;
+            }
+            a
+        },
+    );
+    let mut counts: Vec<u64> = bits
+        .chunks(words.max(1))
+        .map(|c| c.iter().map(|w| u64::from(w.count_ones())).sum())
+        .collect();
+    counts.resize(buckets + 1, 0);
+    let total = counts.pop().unwrap_or(0);
+    (counts, total)
+}
+
+/// Each person's bucket numbers grouped (a counting sort on person ids),
+/// then counted once per bucket: memory grows with rows, not buckets ×
+/// persons (hourly buckets over a long range).
+fn users_by_person(
     persons: usize,
     rows: &[Rows],
     find: &Buckets<'_>,
@@ -385,18 +456,44 @@ struct Buckets<'a> {
     bounds: &'a [i64],
     /// The common length of every bucket, if they all have one.
     uniform: Option<i64>,
+    /// Otherwise, when small enough: slots of `slot` ms from the first
+    /// bound, each with the bucket its start is in. No bucket is shorter
+    /// than a slot, so a slot meets at most two buckets: one comparison
+    /// finds which (DST days of 23 and 25 hours, months).
+    slot: i64,
+    first_in_slot: Vec<u32>,
 }
 
 impl<'a> Buckets<'a> {
     fn new(bounds: &'a [i64]) -> Self {
-        let uniform = match bounds {
-            [a, b, ..] => {
-                let len = b - a;
-                bounds.windows(2).all(|w| w[1] - w[0] == len).then_some(len)
+        let lengths = || bounds.windows(2).map(|w| w[1] - w[0]);
+        let shortest = lengths().min().unwrap_or(0);
+        let uniform = (shortest > 0 && lengths().all(|l| l == shortest)).then_some(shortest);
+        let mut first_in_slot = Vec::new();
+        if uniform.is_none() && shortest > 0 {
+            let span = bounds[bounds.len() - 1] - bounds[0];
+            let slots = span / shortest + 1;
+            // Odd tzdb history (an offset change of a few minutes) can make
+            // one bucket very short: then binary search instead.
+            if slots <= 4 * bounds.len() as i64 + 1024 {
+                let mut b = 0usize;
+                first_in_slot = (0..slots)
+                    .map(|k| {
+                        let at = bounds[0] + k * shortest;
+                        while b + 1 < bounds.len() - 1 && bounds[b + 1] <= at {
+                            b += 1;
+                        }
+                        b as u32
+                    })
+                    .collect();
             }
-            _ => None,
-        };
-        Buckets { bounds, uniform }
+        }
+        Buckets {
+            bounds,
+            uniform,
+            slot: shortest,
+            first_in_slot,
+        }
     }
 
     /// The bucket of `ts`, if `ts` is in `[from, to)`.
@@ -405,10 +502,14 @@ impl<'a> Buckets<'a> {
             return None;
         }
         let first = *self.bounds.first()?;
-        Some(match self.uniform {
-            Some(len) => ((ts - first) / len) as usize,
-            None => self.bounds.partition_point(|&b| b <= ts) - 1,
-        })
+        if let Some(len) = self.uniform {
+            return Some(((ts - first) / len) as usize);
+        }
+        if let Some(&b) = self.first_in_slot.get(((ts - first) / self.slot) as usize) {
+            let b = b as usize;
+            return Some(if self.bounds[b + 1] <= ts { b + 1 } else { b });
+        }
+        Some(self.bounds.partition_point(|&b| b <= ts) - 1)
     }
 }
 

@@ -587,3 +587,39 @@ proptest! {
         prop_assert_eq!(show(&got.total), want_total);
     }
 }
+
+/// 30,000 persons × 10,000 hourly buckets is too many bits for the
+/// bitmap path: this takes the grouped-by-person path, which must agree.
+#[test]
+fn users_over_many_buckets_and_persons() {
+    let from = t("2026-01-01");
+    let h = 3_600_000;
+    let mut events = Vec::new();
+    for p in 0..30_000i64 {
+        let person = format!("p{p}");
+        events.push(MemEvent::new(&person, "e", from + (p % 100) * h + p % 7));
+        // A second event in the same hour, and one in the last hour.
+        events.push(MemEvent::new(&person, "e", from + (p % 100) * h + 60_000));
+        if p % 1000 == 0 {
+            events.push(MemEvent::new(&person, "e", from + 9_999 * h));
+        }
+    }
+    let to = tally_event::time::format_rfc3339(from + 10_000 * h);
+    let p = params(&[
+        ("event", "e"),
+        ("measure", "users"),
+        ("interval", "hour"),
+        ("from", "2026-01-01"),
+        ("to", &to),
+    ])
+    .unwrap();
+    let r = trend::run(&MemSource::new(events), &p).unwrap();
+    assert_eq!(r.series.len(), 10_000);
+    let value = |i: usize| r.series[i].value;
+    for i in 0..100 {
+        assert_eq!(value(i), trend::Value::Count(300), "hour {i}");
+    }
+    assert_eq!(value(100), trend::Value::Count(0));
+    assert_eq!(value(9_999), trend::Value::Count(30));
+    assert_eq!(r.total, trend::Value::Count(30_000));
+}
