@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tally_benches::synth::Lifecycle;
 use tally_collector::store::{DiskStore, EventStore, StoreOptions};
-use tally_query::{RawParams, Source, activation, funnel, retention};
+use tally_query::{RawParams, Source, activation, funnel, retention, trend};
 
 fn store() -> DiskStore {
     let persons: u64 = std::env::var("TALLY_BENCH_PERSONS")
@@ -87,6 +87,17 @@ fn queries(c: &mut Criterion) {
         now,
     )
     .unwrap();
+    let t = trend::TrendParams::from_raw(
+        &mut params(&[
+            ("event", "any"),
+            ("measure", "users"),
+            ("interval", "day"),
+            range[0],
+            range[1],
+        ]),
+        now,
+    )
+    .unwrap();
     let mut g = c.benchmark_group("queries");
     g.sample_size(10);
     g.bench_function("funnel_4_steps_7d", |b| {
@@ -97,6 +108,9 @@ fn queries(c: &mut Criterion) {
     });
     g.bench_function("activation_2_in_30d", |b| {
         b.iter(|| activation::run(src, &a).unwrap())
+    });
+    g.bench_function("trend_users_per_day", |b| {
+        b.iter(|| trend::run(src, &t).unwrap())
     });
     g.finish();
 }

@@ -2,19 +2,21 @@
 //! parse the same parameters and print the same JSON.
 
 use tally_query::{
-    Format, QueryError, RawParams, Report, activation, active, funnel, lifecycle, retention,
+    Format, QueryError, RawParams, Report, Zone, activation, active, funnel, lifecycle, retention,
+    trend,
 };
 
 use crate::catalog;
 use crate::store::EventStore;
 
 /// The analyses (and `events`), as subcommand and endpoint names.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "funnel",
     "activation",
     "retention",
     "lifecycle",
     "active",
+    "trend",
     "events",
 ];
 
@@ -38,6 +40,8 @@ pub enum Query {
     Lifecycle(lifecycle::LifecycleParams),
     /// `tally active`.
     Active(active::ActiveParams),
+    /// `tally trend`.
+    Trend(trend::TrendParams),
     /// `tally events`: `[from, to)`, all time by default.
     Events {
         /// Inclusive, Unix ms.
@@ -68,6 +72,7 @@ impl Query {
                 Query::Lifecycle(lifecycle::LifecycleParams::from_raw(&mut raw, now_ms)?)
             }
             "active" => Query::Active(active::ActiveParams::from_raw(&mut raw, now_ms)?),
+            "trend" => Query::Trend(trend::TrendParams::from_raw(&mut raw, now_ms)?),
             "events" => {
                 let (from, to) = raw.range_or_all(now_ms)?;
                 Query::Events { from, to }
@@ -95,7 +100,10 @@ impl Query {
                 }
                 v
             }
-            Query::Lifecycle(_) | Query::Active(_) | Query::Events { .. } => Vec::new(),
+            Query::Trend(p) if !p.is_any() => vec![p.event.as_str()],
+            Query::Trend(_) | Query::Lifecycle(_) | Query::Active(_) | Query::Events { .. } => {
+                Vec::new()
+            }
         }
     }
 
@@ -115,9 +123,10 @@ impl Query {
             Query::Lifecycle(p) => lifecycle::run(src, p)?.render(format),
             Query::Active(p) => {
                 let mut r = active::run(src, p)?;
-                r.mark_today(tally_event::time::now_ms());
+                r.mark_today(tally_event::time::now_ms(), &p.tz);
                 r.render(format)
             }
+            Query::Trend(p) => trend::run(src, p)?.render(format),
             Query::Events { from, to } => catalog::list(src, *from, *to)?.render(format),
         })
     }
@@ -132,8 +141,9 @@ pub fn run_json(
     Query::parse(name, pairs, tally_event::time::now_ms())?.run(store, Format::Json)
 }
 
-/// Re-renders an analysis's JSON (as a collector answered it) in `format`.
-pub fn render_json(name: &str, json: &str, format: Format) -> Result<String, String> {
+/// Re-renders an analysis's JSON (as a collector answered it) in `format`;
+/// `tz` is the zone the query asked for (it marks `active`'s today).
+pub fn render_json(name: &str, json: &str, format: Format, tz: &Zone) -> Result<String, String> {
     fn parse<R: Report + serde::de::DeserializeOwned>(
         json: &str,
         f: Format,
@@ -149,10 +159,11 @@ pub fn render_json(name: &str, json: &str, format: Format) -> Result<String, Str
         "lifecycle" => parse::<lifecycle::LifecycleResult>(json, format),
         "active" => serde_json::from_str::<active::ActiveResult>(json)
             .map(|mut r| {
-                r.mark_today(tally_event::time::now_ms());
+                r.mark_today(tally_event::time::now_ms(), tz);
                 r.render(format)
             })
             .map_err(|e| format!("unexpected answer from the collector: {e}")),
+        "trend" => parse::<trend::TrendResult>(json, format),
         "events" => parse::<catalog::EventsResult>(json, format),
         other => Err(format!("unknown analysis '{other}'")),
     }

@@ -50,6 +50,9 @@ enum Command {
     Lifecycle(LifecycleArgs),
     /// Daily, weekly and monthly active users.
     Active(ActiveArgs),
+    /// Events, users or revenue of one event (or any) per hour, day, week
+    /// or month.
+    Trend(TrendArgs),
     /// What is in the store: each event's count, users, first and last
     /// time and property names (all time unless --from/--to/--last).
     Events(EventsArgs),
@@ -210,18 +213,22 @@ struct QueryArgs {
     /// Output: table, json or csv
     #[arg(long, default_value = "table")]
     format: String,
-    /// Start of the range: a date (2026-01-31, UTC midnight) or RFC 3339
+    /// Start of the range: a date (2026-01-31, midnight in --tz) or RFC 3339
     /// [default: 30 days before --to; `tally events`: all time]
     #[arg(long)]
     from: Option<String>,
     /// End of the range (exclusive), a date or RFC 3339 [default: the
-    /// midnight after today (UTC); `tally events`: all time]
+    /// midnight after today (in --tz); `tally events`: all time]
     #[arg(long)]
     to: Option<String>,
     /// The last N whole days (30d) or weeks (2w) up to the end of today,
     /// instead of --from/--to
     #[arg(long, conflicts_with_all = ["from", "to"])]
     last: Option<String>,
+    /// IANA time zone of dates and calendar buckets, e.g. Europe/Berlin
+    /// [default: UTC]
+    #[arg(long)]
+    tz: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +294,21 @@ struct LifecycleArgs {
 
 #[derive(Debug, Args)]
 struct ActiveArgs {
+    #[command(flatten)]
+    q: QueryArgs,
+}
+
+#[derive(Debug, Args)]
+struct TrendArgs {
+    /// The event to count, or `any` for every event
+    #[arg(long)]
+    event: Option<String>,
+    /// events, users (distinct persons) or revenue (net) [default: events]
+    #[arg(long)]
+    measure: Option<String>,
+    /// hour, day, week (ISO, Monday) or month, in --tz [default: day]
+    #[arg(long)]
+    interval: Option<String>,
     #[command(flatten)]
     q: QueryArgs,
 }
@@ -413,6 +435,15 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         ),
         Command::Lifecycle(a) => analysis("lifecycle", &a.q, vec![]),
         Command::Active(a) => analysis("active", &a.q, vec![]),
+        Command::Trend(a) => analysis(
+            "trend",
+            &a.q,
+            vec![
+                ("event", a.event),
+                ("measure", a.measure),
+                ("interval", a.interval),
+            ],
+        ),
         Command::Check(a) => check(a),
         Command::Backup(a) => backup(a),
         Command::Events(a) => analysis("events", &a.q, vec![]),
@@ -823,7 +854,12 @@ fn analysis(
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
         .collect();
-    for (k, v) in [("from", &q.from), ("to", &q.to), ("last", &q.last)] {
+    for (k, v) in [
+        ("from", &q.from),
+        ("to", &q.to),
+        ("last", &q.last),
+        ("tz", &q.tz),
+    ] {
         if let Some(v) = v {
             pairs.push((k.to_string(), v.clone()));
         }
@@ -842,8 +878,14 @@ fn analysis(
                 Failure::Usage("--key (or TALLY_READ_KEY) is required with --server".into())
             })?;
             let (json, warnings) = remote(server, key, name, &pairs)?;
+            // The collector accepted the zone, so it parses here too.
+            let tz =
+                q.tz.as_deref()
+                    .and_then(|z| tally_query::Zone::parse(z).ok())
+                    .unwrap_or_default();
             crate::analysis::Answer {
-                body: crate::analysis::render_json(name, &json, format).map_err(Failure::Failed)?,
+                body: crate::analysis::render_json(name, &json, format, &tz)
+                    .map_err(Failure::Failed)?,
                 warnings,
             }
         }

@@ -29,6 +29,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tally_event::time::{DAY_MS, format_rfc3339, ms_to_date};
 
+use crate::calendar::{Zone, monday_of};
+
 use crate::error::QueryError;
 use crate::group::{ByPerson, group_by_person};
 use crate::params::{RawParams, check_window};
@@ -58,6 +60,9 @@ pub struct ActivationParams {
     /// The moment maturity is judged against (`--as-of`, default now),
     /// Unix milliseconds: a person is mature when `s0 + within <= as_of`.
     pub as_of: i64,
+    /// The zone of `by_week`'s weeks (`--tz`).
+    #[serde(default)]
+    pub tz: Zone,
 }
 
 impl ActivationParams {
@@ -92,6 +97,7 @@ impl ActivationParams {
             from,
             to,
             as_of,
+            tz: raw.zone()?,
         })
     }
 
@@ -128,7 +134,7 @@ pub struct ActivationResult {
     pub rate: f64,
     /// Median of the activated persons' times to activate, seconds.
     pub median_seconds_to_activate: Option<f64>,
-    /// Per ISO week (Monday, UTC) of `s0`, oldest first; only non-empty weeks.
+    /// Per local ISO week (Monday, in `--tz`) of `s0`, oldest first; only non-empty weeks.
     pub by_week: Vec<ActivationWeek>,
     /// `--as-of`, RFC 3339 UTC.
     pub as_of: String,
@@ -236,21 +242,13 @@ pub fn run(src: &dyn Source, p: &ActivationParams) -> Result<ActivationResult, Q
                     at - start
                 });
                 let mature = start.saturating_add(p.within_ms) <= p.as_of;
-                weeks.add(monday_of(start), time_to_activate, mature);
+                weeks.add(monday_of(p.tz.local_day(start)), time_to_activate, mature);
             });
             weeks
         })
         .reduce(Weeks::new, Weeks::merge);
 
     Ok(weeks.finish(p))
-}
-
-/// The UTC day number (days since 1970-01-01) of the Monday starting the
-/// ISO week that contains `ms`.
-fn monday_of(ms: i64) -> i64 {
-    let day = ms.div_euclid(DAY_MS);
-    // 1970-01-01 was a Thursday: day 0 is 3 days after a Monday.
-    day - (day + 3).rem_euclid(7)
 }
 
 /// The mergeable intermediate: per week (Monday's day number), the cohort
@@ -302,7 +300,8 @@ impl Weeks {
             cohort_size += w.size;
             mature_size += w.mature_size;
             mature_activated += w.mature_activated;
-            let week_end = (monday + 7) * DAY_MS;
+            // The week's end in the zone: a DST week is 167 or 169 hours.
+            let week_end = p.tz.day_start(monday + 7);
             by_week.push(ActivationWeek {
                 cohort: ms_to_date(monday * DAY_MS).format("%Y-%m-%d").to_string(),
                 cohort_size: w.size,
@@ -423,7 +422,7 @@ mod tests {
         for day in -20..40 {
             for ms in [day * DAY_MS, day * DAY_MS + DAY_MS - 1] {
                 let date = ms_to_date(ms);
-                let monday = ms_to_date(monday_of(ms) * DAY_MS);
+                let monday = ms_to_date(monday_of(ms.div_euclid(DAY_MS)) * DAY_MS);
                 assert_eq!(monday.weekday(), Weekday::Mon);
                 assert_eq!(
                     monday,

@@ -1,8 +1,10 @@
-//! Active users (SPEC §4): for each UTC day whose midnight is in
-//! `[from, to)`, the distinct persons active that day (DAU), in the 7 days
-//! ending that day (WAU) and in the 30 days ending that day (MAU).
+//! Active users (SPEC §4): for each local day (`--tz`, UTC by default)
+//! whose first instant is in `[from, to)`, the distinct persons active that
+//! day (DAU), in the 7 days ending that day (WAU) and in the 30 days ending
+//! that day (MAU). Days are local calendar days, so a DST day is 23 or 25
+//! hours long: rows are put in days by the days' start instants.
 //!
-//! The first day is the first midnight at or after `from`. A listed day
+//! The first day is the first day start at or after `from`. A listed day
 //! counts its whole 24 hours, even when `to` falls inside it. The windows
 //! reach back before `from`, so the scan starts 29 days before the first day.
 //!
@@ -17,8 +19,9 @@
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use tally_event::time::{DAY_MS, ms_to_date};
+use tally_event::time::DAY_MS;
 
+use crate::calendar::{Zone, date_label};
 use crate::error::QueryError;
 use crate::params::RawParams;
 use crate::render::{BAR_WIDTH, Report, align, bar, csv_field, percent, thousands};
@@ -42,13 +45,17 @@ pub struct ActiveParams {
     pub from: i64,
     /// Range end (exclusive), Unix ms.
     pub to: i64,
+    /// The zone of the days (`--tz`).
+    #[serde(default)]
+    pub tz: Zone,
 }
 
 impl ActiveParams {
-    /// Reads `from` and `to`.
+    /// Reads `from`, `to` and `tz`.
     pub fn from_raw(raw: &mut RawParams, now_ms: i64) -> Result<Self, QueryError> {
         let (from, to) = raw.range(now_ms)?;
-        let (first, last) = listed_days(from, to);
+        let tz = raw.zone()?;
+        let (first, last) = listed_days(from, to, &tz);
         let days = last - first + 1;
         if days > MAX_DAYS {
             return Err(QueryError::bad(
@@ -59,15 +66,16 @@ impl ActiveParams {
                 ),
             ));
         }
-        Ok(ActiveParams { from, to })
+        Ok(ActiveParams { from, to, tz })
     }
 }
 
-/// Unix day numbers of the first and last day whose midnight is in
-/// `[from, to)` (first > last when there is none).
-fn listed_days(from: i64, to: i64) -> (i64, i64) {
-    let first = from.div_euclid(DAY_MS) + i64::from(from.rem_euclid(DAY_MS) != 0);
-    let last = (to - 1).div_euclid(DAY_MS);
+/// Civil day numbers of the first and last local day whose first instant
+/// is in `[from, to)` (first > last when there is none).
+fn listed_days(from: i64, to: i64, tz: &Zone) -> (i64, i64) {
+    let day = tz.local_day(from);
+    let first = day + i64::from(tz.day_start(day) != from);
+    let last = tz.local_day(to - 1);
     (first, last)
 }
 
@@ -99,9 +107,9 @@ pub struct ActiveResult {
 }
 
 impl ActiveResult {
-    /// Marks the UTC day of `now_ms` as the one still running.
-    pub fn mark_today(&mut self, now_ms: i64) {
-        self.today = Some(ms_to_date(now_ms).to_string());
+    /// Marks the local day of `now_ms` in `tz` as the one still running.
+    pub fn mark_today(&mut self, now_ms: i64, tz: &Zone) {
+        self.today = Some(date_label(tz.local_day(now_ms)));
     }
 }
 
@@ -111,7 +119,7 @@ const PARALLEL_MIN_ROWS: usize = 1 << 16;
 /// Runs the active-users analysis.
 pub fn run(src: &dyn Source, p: &ActiveParams) -> Result<ActiveResult, QueryError> {
     // Unix day numbers of the first and last listed day.
-    let (first, last) = listed_days(p.from, p.to);
+    let (first, last) = listed_days(p.from, p.to, &p.tz);
     if first > last {
         return Ok(ActiveResult {
             days: Vec::new(),
@@ -121,10 +129,12 @@ pub fn run(src: &dyn Source, p: &ActiveParams) -> Result<ActiveResult, QueryErro
     // Day index 0 is `base`; listed days are indices MONTH - 1 .. span.
     let base = first - (MONTH as i64 - 1);
     let span = (last - base + 1) as usize;
+    // Where each day starts, and the end of the last.
+    let starts: Vec<i64> = (base..=last + 1).map(|d| p.tz.day_start(d)).collect();
     let rows = src.scan(&Scan {
         names: None,
-        from: base * DAY_MS,
-        to: (last + 1) * DAY_MS,
+        from: starts[0],
+        to: starts[span],
     })?;
     let persons = src.person_count();
     let total: usize = rows.iter().map(Rows::len).sum();
@@ -137,7 +147,7 @@ pub fn run(src: &dyn Source, p: &ActiveParams) -> Result<ActiveResult, QueryErro
         .map(|t| {
             let lo = (t * per).min(persons);
             let hi = ((t + 1) * per).min(persons);
-            Counts::for_persons(&rows, lo..hi, base * DAY_MS, span)
+            Counts::for_persons(&rows, lo..hi, &starts)
         })
         .reduce_with(Counts::merge)
         .unwrap_or_else(|| Counts::zero(span));
@@ -145,7 +155,7 @@ pub fn run(src: &dyn Source, p: &ActiveParams) -> Result<ActiveResult, QueryErro
         .map(|d| {
             let (dau, wau, mau) = (counts.dau[d], counts.wau[d], counts.mau[d]);
             ActiveDay {
-                day: ms_to_date((base + d as i64) * DAY_MS).to_string(),
+                day: date_label(base + d as i64),
                 dau,
                 wau,
                 mau,
@@ -190,17 +200,23 @@ impl Counts {
         self
     }
 
-    /// Counts the persons `persons` (ids in that range) active in the
-    /// `span` days starting at `base_ms`.
-    fn for_persons(
-        rows: &[Rows],
-        persons: std::ops::Range<usize>,
-        base_ms: i64,
-        span: usize,
-    ) -> Self {
+    /// Counts the persons `persons` (ids in that range) active in the days
+    /// that start at `starts` (the last entry is where the last day ends).
+    fn for_persons(rows: &[Rows], persons: std::ops::Range<usize>, starts: &[i64]) -> Self {
+        let span = starts.len() - 1;
+        // Uniform days (UTC, or a zone without changes in the span) are a
+        // division; otherwise a binary search over the day starts.
+        let uniform = starts.windows(2).all(|w| w[1] - w[0] == DAY_MS);
+        let base_ms = starts[0];
         let day_of = |ts: i64| {
-            let d = (ts - base_ms).div_euclid(DAY_MS);
-            usize::try_from(d).ok().filter(|&d| d < span)
+            if ts < base_ms || ts >= starts[span] {
+                return None;
+            }
+            Some(if uniform {
+                ((ts - base_ms) / DAY_MS) as usize
+            } else {
+                starts.partition_point(|&s| s <= ts) - 1
+            })
         };
         let each = |f: &mut dyn FnMut(usize, usize)| {
             for r in rows {

@@ -6,11 +6,13 @@
 //! exactly the JSON of SPEC §4). Mergeable intermediates are what let one
 //! query use several cores now and several machines later.
 
+pub mod calendar;
 pub mod error;
 pub mod params;
 pub mod render;
 pub mod source;
 
+pub use calendar::Zone;
 pub use error::QueryError;
 pub use params::RawParams;
 pub use render::{Format, Report};
@@ -23,3 +25,4 @@ mod group;
 pub mod lifecycle;
 pub mod retention;
 mod stats;
+pub mod trend;

@@ -20,8 +20,9 @@ use crate::group::fold_rows;
 use crate::params::RawParams;
 use std::fmt::Write as _;
 
-use crate::render::{Report, align, bar, csv_field, percent, thousands};
+use crate::render::{Report, align, bar, csv_field, money, percent, thousands};
 use crate::source::{Rows, Scan, Source};
+use crate::stats::Sum;
 
 /// Parameters of `tally lifecycle`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,51 +189,6 @@ impl Partial {
             arpu: (active > 0).then(|| revenue / active as f64),
         }
     }
-}
-
-/// Neumaier-compensated sum.
-#[derive(Debug, Clone, Copy, Default)]
-struct Sum {
-    sum: f64,
-    compensation: f64,
-}
-
-impl Sum {
-    fn add(&mut self, x: f64) {
-        let t = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.compensation += (self.sum - t) + x;
-        } else {
-            self.compensation += (x - t) + self.sum;
-        }
-        self.sum = t;
-    }
-
-    fn merge(&mut self, other: Sum) {
-        self.add(other.sum);
-        self.compensation += other.compensation;
-    }
-
-    fn value(self) -> f64 {
-        self.sum + self.compensation
-    }
-}
-
-/// Money with two decimals, `—` when absent.
-fn money(x: Option<f64>) -> String {
-    x.map_or_else(
-        || "—".into(),
-        |v| {
-            // Two decimals, thousands separated: -1234.5 → -1,234.50.
-            let text = format!("{:.2}", v.abs());
-            let (int, frac) = text.split_once('.').unwrap_or((&text, "00"));
-            let int = int
-                .parse::<u64>()
-                .map_or_else(|_| int.to_string(), thousands);
-            let sign = if v < 0.0 && text != "0.00" { "-" } else { "" };
-            format!("{sign}{int}.{frac}")
-        },
-    )
 }
 
 /// A number as CSV shows it (shortest round-trip form), empty when absent.

@@ -4,6 +4,7 @@
 
 use tally_event::time::{DAY_MS, parse_date_or_rfc3339};
 
+use crate::calendar::Zone;
 use crate::error::QueryError;
 
 /// How far back `--from` defaults when not given.
@@ -34,6 +35,8 @@ pub(crate) fn check_window(param: &str, ms: i64) -> Result<(), QueryError> {
 #[derive(Debug, Clone, Default)]
 pub struct RawParams {
     pairs: Vec<(String, String, bool)>,
+    /// `--tz`, once read.
+    zone: Option<Zone>,
 }
 
 impl RawParams {
@@ -44,7 +47,22 @@ impl RawParams {
                 .into_iter()
                 .map(|(k, v)| (k.as_ref().replace('_', "-"), v.into(), false))
                 .collect(),
+            zone: None,
         }
+    }
+
+    /// `--tz`: an IANA zone, UTC when not given. Dates in times are local
+    /// midnights in it.
+    pub fn zone(&mut self) -> Result<Zone, QueryError> {
+        if let Some(z) = &self.zone {
+            return Ok(z.clone());
+        }
+        let zone = match self.str("tz")? {
+            None => Zone::utc(),
+            Some(name) => Zone::parse(&name).map_err(|m| QueryError::bad("tz", m))?,
+        };
+        self.zone = Some(zone.clone());
+        Ok(zone)
     }
 
     /// The value of `name`, if given. A parameter given twice is an error.
@@ -68,10 +86,12 @@ impl RawParams {
             .ok_or_else(|| QueryError::bad(name, "is required"))
     }
 
-    /// A time: a date (`2026-01-31`, UTC midnight) or RFC 3339.
+    /// A time: a date (`2026-01-31`, the first instant of that day in
+    /// `--tz`) or RFC 3339.
     pub fn time(&mut self, name: &str) -> Result<Option<i64>, QueryError> {
+        let zone = self.zone()?;
         self.str(name)?
-            .map(|v| parse_date_or_rfc3339(&v).map_err(|m| QueryError::bad(name, m)))
+            .map(|v| parse_time(&v, &zone).map_err(|m| QueryError::bad(name, m)))
             .transpose()
     }
 
@@ -109,15 +129,24 @@ impl RawParams {
     }
 
     /// `--from` / `--to`, defaulting to the 30 days up to the end of today
-    /// (UTC); or `--last 30d` / `--last 2w` (see [`last_range`]).
+    /// (in `--tz`); or `--last 30d` / `--last 2w` (see [`last_range`]).
     pub fn range(&mut self, now: i64) -> Result<(i64, i64), QueryError> {
         if let Some(range) = self.last(now)? {
             return Ok(range);
         }
-        let to = self
-            .time("to")?
-            .unwrap_or_else(|| now.div_euclid(DAY_MS) * DAY_MS + DAY_MS);
-        let from = self.time("from")?.unwrap_or(to - DEFAULT_RANGE_MS);
+        let zone = self.zone()?;
+        let to = match self.time("to")? {
+            Some(to) => to,
+            None => zone.day_start(zone.local_day(now) + 1),
+        };
+        let from = match self.time("from")? {
+            Some(from) => from,
+            // 30 local days before a local midnight; else 30 × 24 h.
+            None if zone.day_start(zone.local_day(to)) == to => {
+                zone.day_start(zone.local_day(to) - DEFAULT_RANGE_MS / DAY_MS)
+            }
+            None => to - DEFAULT_RANGE_MS,
+        };
         if from >= to {
             return Err(QueryError::bad("from", "must be before --to"));
         }
@@ -153,7 +182,8 @@ impl RawParams {
                 ));
             }
         }
-        last_range(&last, now)
+        let zone = self.zone()?;
+        last_range_in(&last, now, &zone)
             .map(Some)
             .map_err(|m| QueryError::bad("last", m))
     }
@@ -167,10 +197,26 @@ impl RawParams {
     }
 }
 
-/// `--last 30d` / `--last 2w`: the whole days ending with today (UTC), so
-/// `from` is the midnight `N - 1` days before today's and `to` the midnight
-/// after today (SPEC §3).
+/// A date (`2026-01-31`: the first instant of that day in `zone`) or an
+/// RFC 3339 time.
+pub fn parse_time(s: &str, zone: &Zone) -> Result<i64, String> {
+    let ms = parse_date_or_rfc3339(s)?;
+    // Exactly what `parse_date_or_rfc3339` reads as a date (UTC midnight).
+    if s.len() == 10 {
+        return Ok(zone.day_start(ms.div_euclid(DAY_MS)));
+    }
+    Ok(ms)
+}
+
+/// `--last 30d` / `--last 2w` in UTC (see [`last_range_in`]).
 pub fn last_range(s: &str, now: i64) -> Result<(i64, i64), String> {
+    last_range_in(s, now, &Zone::utc())
+}
+
+/// `--last 30d` / `--last 2w`: the whole local days ending with today, so
+/// `from` is the local midnight `N - 1` days before today's and `to` the
+/// local midnight after today (SPEC §3).
+pub fn last_range_in(s: &str, now: i64, zone: &Zone) -> Result<(i64, i64), String> {
     let s = s.trim();
     let days = match s.strip_suffix('d') {
         Some(n) => n.parse::<i64>().ok(),
@@ -185,8 +231,8 @@ pub fn last_range(s: &str, now: i64) -> Result<(i64, i64), String> {
     if !(1..=36_500).contains(&days) {
         return Err(format!("'{s}' is out of range (expected 1d to 36500d)"));
     }
-    let to = now.div_euclid(DAY_MS) * DAY_MS + DAY_MS;
-    Ok((to - days * DAY_MS, to))
+    let tomorrow = zone.local_day(now) + 1;
+    Ok((zone.day_start(tomorrow - days), zone.day_start(tomorrow)))
 }
 
 /// Parses `90s`, `30m`, `24h`, `7d`, `2w` into milliseconds.

@@ -156,6 +156,23 @@ pub fn thousands(n: u64) -> String {
 /// Width of the bars in tables.
 pub(crate) const BAR_WIDTH: usize = 24;
 
+/// Money with two decimals, `—` when absent.
+pub fn money(x: Option<f64>) -> String {
+    x.map_or_else(
+        || "—".into(),
+        |v| {
+            // Two decimals, thousands separated: -1234.5 → -1,234.50.
+            let text = format!("{:.2}", v.abs());
+            let (int, frac) = text.split_once('.').unwrap_or((&text, "00"));
+            let int = int
+                .parse::<u64>()
+                .map_or_else(|_| int.to_string(), thousands);
+            let sign = if v < 0.0 && text != "0.00" { "-" } else { "" };
+            format!("{sign}{int}.{frac}")
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

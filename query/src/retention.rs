@@ -6,7 +6,7 @@
 //! 1. scan the `start` rows up to `to` → per person the first start `s0`
 //!    (a `Vec<i64>` indexed by [`PersonId`](crate::PersonId), merged by `min`);
 //! 2. persons with `s0` in `[from, to)` become dense *members*, each with a
-//!    cohort (UTC day or ISO week of `s0`);
+//!    cohort (local day or ISO week of `s0` in `--tz`);
 //! 3. scan the `return` rows from `from` on → per member a bitset of the
 //!    periods `1..=periods` hit plus one bit for "some later period"
 //!    (the highest bit gives `unbounded`), merged by `|`;
@@ -29,6 +29,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use tally_event::time::{DAY_MS, format_rfc3339, ms_to_date};
 
+use crate::calendar::{Zone, monday_of};
+
 use crate::error::QueryError;
 use crate::group::fold_rows;
 use crate::params::RawParams;
@@ -44,9 +46,9 @@ pub const DEFAULT_PERIODS: u32 = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
-    /// 24 hours; cohorts by UTC day.
+    /// 24 hours; cohorts by local day (`--tz`).
     Day,
-    /// 7 × 24 hours; cohorts by ISO week (starting Monday, UTC).
+    /// 7 × 24 hours; cohorts by local ISO week (starting Monday).
     #[default]
     Week,
 }
@@ -68,14 +70,13 @@ impl Period {
         }
     }
 
-    /// The cohort `ms` belongs to, as the Unix day number of its first day
-    /// (the UTC day itself, or the Monday of its ISO week).
-    pub fn cohort_day(self, ms: i64) -> i64 {
-        let day = ms.div_euclid(DAY_MS);
+    /// The cohort `ms` belongs to, as the civil day number of its first
+    /// day in `zone` (the local day itself, or the Monday of its ISO week).
+    pub fn cohort_day(self, ms: i64, zone: &Zone) -> i64 {
+        let day = zone.local_day(ms);
         match self {
             Period::Day => day,
-            // 1970-01-01 (day 0) was a Thursday, three days after a Monday.
-            Period::Week => day - (day + 3).rem_euclid(7),
+            Period::Week => monday_of(day),
         }
     }
 }
@@ -120,6 +121,9 @@ pub struct RetentionParams {
     pub to: i64,
     /// The moment periods are judged complete against, Unix ms.
     pub as_of: i64,
+    /// The zone of the cohorts' days and weeks (`--tz`).
+    #[serde(default)]
+    pub tz: Zone,
 }
 
 impl RetentionParams {
@@ -161,6 +165,7 @@ impl RetentionParams {
             from,
             to,
             as_of,
+            tz: raw.zone()?,
         })
     }
 }
@@ -354,7 +359,7 @@ impl Members {
                     s0: f,
                     member: days.len() as u32,
                 };
-                days.push(p.period.cohort_day(f));
+                days.push(p.period.cohort_day(f, &p.tz));
             }
         }
         let mut cohort_days = days.clone();

@@ -31,6 +31,34 @@ pub(crate) fn median_seconds(ms: &mut [i64]) -> Option<f64> {
     Some(sum as f64 / 2000.0)
 }
 
+/// Neumaier-compensated sum.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Sum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl Sum {
+    pub(crate) fn add(&mut self, x: f64) {
+        let t = self.sum + x;
+        if self.sum.abs() >= x.abs() {
+            self.compensation += (self.sum - t) + x;
+        } else {
+            self.compensation += (x - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    pub(crate) fn merge(&mut self, other: Sum) {
+        self.add(other.sum);
+        self.compensation += other.compensation;
+    }
+
+    pub(crate) fn value(self) -> f64 {
+        self.sum + self.compensation
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::median_seconds;

@@ -157,6 +157,8 @@ fn csv_output_has_a_header_and_one_row_per_item() {
             // Long format: users and events per stage, then six totals.
             "lifecycle" => 2 * expected["stages"].as_array().unwrap().len() + 6,
             "active" => expected["days"].as_array().unwrap().len(),
+            // One per bucket, then the `total` row.
+            "trend" => expected["series"].as_array().unwrap().len() + 1,
             _ => unreachable!(),
         };
         let what = args.join(" ");
@@ -221,6 +223,28 @@ fn csv_output_has_a_header_and_one_row_per_item() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[1].starts_with("2026-10-05,5,6,6,0.833"), "{text}");
     assert!(lines[3].starts_with("2026-10-07,0,5,6,0"), "{text}");
+    let text = stdout(&run(
+        &data(&dir),
+        &[
+            "trend",
+            "--event",
+            "purchase",
+            "--measure",
+            "users",
+            "--interval",
+            "week",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-20",
+            "--format",
+            "csv",
+        ],
+    ));
+    assert_eq!(
+        text,
+        "bucket,value\n2026-09-28,0\n2026-10-05,4\n2026-10-12,2\n2026-10-19,0\ntotal,5\n"
+    );
 }
 
 /// Lines of a table whose first cell starts with `prefix`.
@@ -408,6 +432,33 @@ fn bad_flags_exit_2_naming_the_flag() {
         (
             vec!["funnel", "--steps", "a,b", "--window", "7x"],
             &["--window", "unit"],
+        ),
+        (
+            vec!["trend", "--event", "e", "--tz", "Europe/Atlantis"],
+            &["--tz", "Europe/Atlantis"],
+        ),
+        (
+            vec!["retention", "--start", "signup", "--tz", "Mars/Olympus"],
+            &["--tz", "Mars/Olympus"],
+        ),
+        (vec!["trend", "--measure", "users"], &["--event"]),
+        (
+            vec!["trend", "--event", "e", "--interval", "minute"],
+            &["--interval"],
+        ),
+        (
+            vec![
+                "trend",
+                "--event",
+                "e",
+                "--interval",
+                "hour",
+                "--from",
+                "2025-01-01",
+                "--to",
+                "2026-10-01",
+            ],
+            &["--interval", "10,000"],
         ),
         (
             vec!["funnel", "--steps", "a,b", "--window", "7"],
@@ -806,4 +857,34 @@ fn tables_mark_partial_periods() {
     );
     // Other days are not marked.
     assert_eq!(active.matches(" *").count(), 1, "{active}");
+}
+
+#[test]
+fn trend_table_lists_every_bucket_and_the_total() {
+    let dir = data_with_dataset();
+    let table = stdout(&run(
+        &data(&dir),
+        &[
+            "trend",
+            "--event",
+            "purchase",
+            "--measure",
+            "revenue",
+            "--from",
+            "2026-10-04",
+            "--to",
+            "2026-10-07",
+        ],
+    ));
+    let lines = rows_starting(&table, &["2026-10-04", "2026-10-05", "2026-10-06", "total"]);
+    assert_eq!(lines.len(), 4, "{table}");
+    // Purchases on 10-05: 20 + 30 + 10 + 5 (the refund is another event).
+    assert!(
+        lines[1].contains("65.00") && lines[1].contains('█'),
+        "{table}"
+    );
+    assert!(lines[3].contains("65.00"), "{table}");
+    // Values end in one column.
+    let ends: Vec<usize> = lines.iter().map(|l| cell_end(l, 1)).collect();
+    assert!(ends.windows(2).all(|w| w[0] == w[1]), "{table}");
 }

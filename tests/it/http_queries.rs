@@ -277,7 +277,102 @@ pub fn query_cases() -> Vec<(&'static str, String, Vec<&'static str>, Value)> {
             vec!["--from", "2026-10-05", "--to", "2026-10-08"],
             expected_active(),
         ),
+        (
+            "trend",
+            format!("event=purchase&measure=users&interval=week&{RANGE}"),
+            with(&[
+                "--event",
+                "purchase",
+                "--measure",
+                "users",
+                "--interval",
+                "week",
+            ]),
+            expected_trend_users(),
+        ),
+        (
+            "trend",
+            "event=any&measure=revenue&from=2026-10-05&to=2026-10-07&tz=Europe/Berlin".to_string(),
+            vec![
+                "--event",
+                "any",
+                "--measure",
+                "revenue",
+                "--from",
+                "2026-10-05",
+                "--to",
+                "2026-10-07",
+                "--tz",
+                "Europe/Berlin",
+            ],
+            expected_trend_revenue_berlin(),
+        ),
+        (
+            "trend",
+            "event=signup&interval=hour&from=2026-10-05T09:00:00Z&to=2026-10-05T12:00:00Z"
+                .to_string(),
+            vec![
+                "--event",
+                "signup",
+                "--interval",
+                "hour",
+                "--from",
+                "2026-10-05T09:00:00Z",
+                "--to",
+                "2026-10-05T12:00:00Z",
+            ],
+            expected_trend_hours(),
+        ),
     ]
+}
+
+/// `trend?event=purchase&measure=users&interval=week` over RANGE: the ISO
+/// weeks overlapping 2026-10-01 .. 2026-10-20 start 09-28, 10-05, 10-12,
+/// 10-19. Purchases in range: u1, u2, u3, u5 in the week of 10-05; u1, u6
+/// in the week of 10-12 (u3's of 10-25 is after --to). Total: 5 distinct
+/// persons (not 4 + 2).
+pub fn expected_trend_users() -> Value {
+    json!({
+        "event": "purchase", "measure": "users", "interval": "week",
+        "from": "2026-10-01T00:00:00Z", "to": "2026-10-20T00:00:00Z",
+        "series": [
+            {"bucket": "2026-09-28", "value": 0},
+            {"bucket": "2026-10-05", "value": 4},
+            {"bucket": "2026-10-12", "value": 2},
+            {"bucket": "2026-10-19", "value": 0},
+        ],
+        "total": 5
+    })
+}
+
+/// `trend?event=any&measure=revenue&from=2026-10-05&to=2026-10-07&tz=Europe/Berlin`:
+/// Berlin is UTC+2 then, so the range is 10-04T22:00Z .. 10-06T22:00Z; on
+/// 10-05 the amounts are 20 + 30 + 10 + 5 and the refund -30: net 35.
+pub fn expected_trend_revenue_berlin() -> Value {
+    json!({
+        "event": "any", "measure": "revenue", "interval": "day",
+        "from": "2026-10-04T22:00:00Z", "to": "2026-10-06T22:00:00Z",
+        "series": [
+            {"bucket": "2026-10-05", "value": 35.0},
+            {"bucket": "2026-10-06", "value": 0.0},
+        ],
+        "total": 35.0
+    })
+}
+
+/// `trend?event=signup&interval=hour` from 09:00Z to 12:00Z on 10-05:
+/// anon-4 09:00, u1 10:00, u2 11:00 (u3's 12:00 is at --to: out).
+pub fn expected_trend_hours() -> Value {
+    json!({
+        "event": "signup", "measure": "events", "interval": "hour",
+        "from": "2026-10-05T09:00:00Z", "to": "2026-10-05T12:00:00Z",
+        "series": [
+            {"bucket": "2026-10-05T09:00+00:00", "value": 1},
+            {"bucket": "2026-10-05T10:00+00:00", "value": 1},
+            {"bucket": "2026-10-05T11:00+00:00", "value": 1},
+        ],
+        "total": 3
+    })
 }
 
 #[test]
@@ -536,6 +631,15 @@ fn bad_parameters_get_400_naming_the_parameter() {
         ("/v1/lifecycle?steps=a,b", &["steps"]),
         ("/v1/active?format=csv", &["format"]),
         ("/v1/active?from=2026-10-05&to=2026-10-05", &["from"]),
+        ("/v1/trend?measure=users", &["event"]),
+        ("/v1/trend?event=e&measure=sum", &["measure"]),
+        ("/v1/trend?event=e&interval=minute", &["interval"]),
+        (
+            "/v1/trend?event=e&interval=hour&from=2025-01-01&to=2026-10-01",
+            &["interval", "10,000"],
+        ),
+        ("/v1/trend?event=e&tz=Mars/Olympus", &["tz", "Mars/Olympus"]),
+        ("/v1/active?tz=Europe/Atlantis", &["tz", "Europe/Atlantis"]),
     ];
     for (path, words) in cases {
         let (status, body) = get_json(&client, &server.url, path);

@@ -5,6 +5,7 @@ use chrono::Datelike;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tally_event::time::{ms_to_date, parse_date_or_rfc3339};
+use tally_query::Zone;
 use tally_query::activation::{self, ActivationParams, ActivationResult, ActivationWeek};
 use tally_query::{Format, MemEvent, MemSource, QueryError, RawParams, Report};
 
@@ -36,6 +37,7 @@ fn params(start: &str, event: &str, count: u32, within_ms: i64) -> ActivationPar
         from: t0(),
         to: t0() + 14 * D,
         as_of: far_future(),
+        tz: Zone::utc(),
     }
 }
 
@@ -467,6 +469,7 @@ fn params_defaults_and_parsing() {
             from: parse_date_or_rfc3339("2026-01-01").unwrap(),
             to: parse_date_or_rfc3339("2026-01-31").unwrap(),
             as_of: t0(),
+            tz: Zone::utc(),
         }
     );
     // Defaults: count 1, within 30d, the 30 days up to the end of today,
@@ -728,6 +731,7 @@ proptest! {
             from: base + from_6h * six,
             to: base + (from_6h + len_6h) * six,
             as_of: base + as_of_6h * six - i64::from(as_of_ms),
+            tz: Zone::utc(),
         };
         let src = MemSource::new(
             events.iter().map(|&(person, n, t)| MemEvent::new(&format!("p{person}"), n, t)),
@@ -752,6 +756,7 @@ fn scale_activation_10m_events() {
         from: parse_date_or_rfc3339("2026-01-08").unwrap(),
         to: parse_date_or_rfc3339("2026-01-31").unwrap(),
         as_of: parse_date_or_rfc3339("2026-03-01").unwrap(),
+        tz: Zone::utc(),
     };
     let t = std::time::Instant::now();
     let r = activation::run(&src, &p).unwrap();

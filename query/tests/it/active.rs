@@ -209,7 +209,7 @@ fn table_and_csv() {
 
     // Today is marked as partial, with a note.
     let mut r = r;
-    r.mark_today(t("2026-01-10T15:00:00Z"));
+    r.mark_today(t("2026-01-10T15:00:00Z"), &tally_query::Zone::utc());
     let table = r.render(Format::Table);
     let line = table.lines().find(|l| l.starts_with("2026-01-10")).unwrap();
     assert!(line.starts_with("2026-01-10 *"), "{table}");
@@ -346,7 +346,11 @@ proptest! {
             .collect();
         // Ranges on an hourly grid, sometimes a millisecond off.
         let from = base + from_h * H + i64::from(odd);
-        let p = ActiveParams { from, to: from + span_h * H };
+        let p = ActiveParams {
+            from,
+            to: from + span_h * H,
+            tz: tally_query::Zone::utc(),
+        };
         let got = active::run(&MemSource::new(events.clone()), &p).unwrap();
         prop_assert_eq!(serde_json::to_value(&got).unwrap(), reference(&events, &p));
     }

@@ -8,3 +8,5 @@ mod funnel;
 mod lifecycle;
 mod retention;
 mod source_ranges;
+mod trend;
+mod tz;

@@ -843,6 +843,7 @@ fn arb_params() -> impl Strategy<Value = RetentionParams> {
                 from,
                 to: from + span * DAY_MS,
                 as_of: base + as_of * DAY_MS + hour * 6 * H - 1,
+                tz: tally_query::Zone::utc(),
             }
         })
 }
