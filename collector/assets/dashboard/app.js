@@ -345,6 +345,8 @@
       if (my !== generation) return;
       view.replaceChildren(...fresh.childNodes);
       setStatus('');
+      // Time from navigation start to the first drawn page (docs/BENCHMARKS.md).
+      if (!document.body.dataset.firstRenderMs) document.body.dataset.firstRenderMs = String(Math.round(performance.now()));
       document.body.dataset.state = 'ready';
     } catch (e) {
       if (my !== generation) return;
