@@ -296,6 +296,19 @@ fn dashboard_pages_show_the_apis_numbers_and_fit_a_phone() {
         "the funnel with a 30m window",
     );
     check_funnel(&d, "30m");
+    // A third step through the pickers.
+    d.browser.js("document.getElementById('add-step').click(); \
+         const s = document.querySelectorAll('#steps select'); s[2].value = 'refund'; \
+         document.getElementById('controls').requestSubmit()");
+    d.browser.wait_for(
+        "return location.hash.includes('steps=signup%2Cpurchase%2Crefund') && document.body.dataset.state === 'ready'",
+        "the three-step funnel",
+    );
+    let f3 = d.api(&format!(
+        "/v1/funnel?{RANGE}&steps=signup,purchase,refund&window=30m"
+    ));
+    assert_eq!(d.rows("funnel").len(), 3);
+    assert_eq!(d.rows("funnel")[2][2], num(&f3["steps"][2]["users"]));
 
     // Retention: counts per cohort and period; cells at or after a
     // cohort's incomplete_from are marked incomplete; the total row is the
@@ -409,6 +422,50 @@ fn dashboard_pages_show_the_apis_numbers_and_fit_a_phone() {
         );
     }
     d.screenshot("trends-1280");
+    // The trends page against SPEC §4's documented answer, stubbed in the
+    // page's `fetch` until `/v1/trend` lands on this branch.
+    let shape = json!({"event": "purchase", "measure": "users", "interval": "week",
+        "from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z",
+        "series": [{"bucket": "2026-09-28", "value": 5}, {"bucket": "2026-10-05", "value": 2},
+                   {"bucket": "2026-10-12", "value": 0.5}, {"bucket": "2026-10-19", "value": 0},
+                   {"bucket": "2026-10-26", "value": 1}],
+        "total": 6});
+    d.browser.js(&format!(
+        "const real = window.fetch; window.__trendUrls = []; \
+         window.fetch = (u, o) => {{ if (String(u).startsWith('/v1/trend?')) {{ \
+           window.__trendUrls.push(String(u)); \
+           return Promise.resolve(new Response(JSON.stringify({shape}), \
+             {{status: 200, headers: {{'Content-Type': 'application/json'}}}})); }} \
+           return real(u, o); }}; \
+         location.hash = '#trends?{tq}&stub=1';"
+    ));
+    d.settle("the stubbed trend");
+    assert_eq!(d.text("[data-kpi=total] b"), "6");
+    let rows = d.rows("trend");
+    let want: Vec<Vec<String>> = shape["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| vec![p["bucket"].as_str().unwrap().to_string(), num(&p["value"])])
+        .collect();
+    assert_eq!(rows, want);
+    assert_eq!(
+        d.browser
+            .js("return document.querySelectorAll('.chart canvas').length"),
+        json!(1),
+        "uPlot drew the trend"
+    );
+    let urls = d.browser.js("return window.__trendUrls");
+    let url = urls[0].as_str().unwrap();
+    for p in [
+        "event=purchase",
+        "measure=users",
+        "interval=week",
+        "from=2026-10-01",
+    ] {
+        assert!(url.contains(p), "{url} lacks {p}");
+    }
+    d.screenshot("trends-stubbed-1280");
 
     // The range control: last 7 days on the overview.
     d.open(&format!("overview?{RANGE}"));
@@ -525,6 +582,23 @@ fn dashboard_renders_untrusted_names_as_text() {
             .js("return document.querySelectorAll('img, svg:not(.u-wrap svg)').length"),
         json!(0)
     );
+
+    // A refused key brings the prompt back with the API's error text.
+    d.browser
+        .js("localStorage.setItem('tally.readKey', 'wrong'); location.reload()");
+    d.browser.wait_for(
+        "return document.body.dataset.state === 'error' && !document.getElementById('keyform').hidden",
+        "the key prompt after a 401",
+    );
+    let (status, body) = get_text(
+        &d.client,
+        &d.server.url,
+        "/v1/lifecycle?last=30d",
+        Some("wrong"),
+    );
+    assert_eq!(status, 401);
+    let msg = error_message(&serde_json::from_str(&body).unwrap());
+    assert_eq!(d.text("#status"), msg);
 }
 
 /// Every dashboard answer carries the CSP; the page has no inline script or
