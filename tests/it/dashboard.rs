@@ -231,6 +231,33 @@ fn check_overview(d: &Dash) {
     }
     assert_eq!(d.text("[data-kpi=revenue] b"), num(&cur["revenue"]));
     assert_eq!(d.text("[data-kpi=arpu] b"), num(&cur["arpu"]));
+
+    // The event list comes after the report.
+    d.browser.wait_for(
+        "return document.querySelector('#catalog-box[data-state=ready]') !== null",
+        "the event list",
+    );
+    let events = d.api(&format!("/v1/events?{RANGE}"));
+    let want: Vec<Vec<String>> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let props: Vec<&str> = e["properties"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect();
+            vec![
+                e["event"].as_str().unwrap().to_string(),
+                num(&e["count"]),
+                num(&e["users"]),
+                props.join(", "),
+            ]
+        })
+        .collect();
+    assert_eq!(d.rows("catalog"), want);
 }
 
 fn check_funnel(d: &Dash, window: &str) {
@@ -546,6 +573,10 @@ fn dashboard_renders_untrusted_names_as_text() {
     d.log_in();
 
     d.open(&format!("overview?{RANGE}"));
+    d.browser.wait_for(
+        "return document.querySelector('#catalog-box[data-state=ready]') !== null",
+        "the event list",
+    );
     let names: Vec<String> = d
         .rows("catalog")
         .into_iter()

@@ -206,10 +206,13 @@
   const PAGES_DRAW = {
     async overview(q, view) {
       const prev = previousRange(q);
-      const [cur, old, events] = await Promise.all([
+      // The event list reads every event's properties: it is drawn when it
+      // comes, after the lifecycle report, so it never holds up the page.
+      const events = api('events', rangeOf(q));
+      events.catch(() => {}); // reported where it is drawn
+      const [cur, old] = await Promise.all([
         api('lifecycle', rangeOf(q)),
         prev ? api('lifecycle', prev) : Promise.resolve(null),
-        api('events', rangeOf(q)),
       ]);
       const row = (label, key, a, b) => el('tr', { 'data-metric': key },
         el('td', { text: label }),
@@ -231,9 +234,22 @@
       for (const [label, key] of [['Active users', 'active_users'], ['Revenue', 'revenue'], ['Paying users', 'paying_users'],
         ['Orders', 'orders'], ['AOV', 'aov'], ['ARPU', 'arpu']]) rows.push(row(label, key, cur[key], old ? old[key] : null));
       view.append(el('h2', { text: 'Lifecycle (AARRR)' }), table(['', 'This period', 'Previous', 'Change'], rows, { id: 'lifecycle' }));
-      view.append(el('h2', { text: 'Events in this period' }), table(['Event', 'Count', 'Users', 'Properties'],
-        events.events.map((e) => el('tr', {}, el('td', { class: 'name', text: e.event }), el('td', { text: num(e.count) }),
-          el('td', { text: num(e.users) }), el('td', { class: 'name', text: e.properties.join(', ') }))), { id: 'catalog' }));
+      const box = el('div', { id: 'catalog-box', class: 'spinner', text: 'Loading the events…' });
+      view.append(el('h2', { text: 'Events in this period' }), box);
+      const my = generation;
+      events.then((ev) => {
+        if (my !== generation) return;
+        box.className = '';
+        box.replaceChildren(table(['Event', 'Count', 'Users', 'Properties'],
+          ev.events.map((e) => el('tr', {}, el('td', { class: 'name', text: e.event }), el('td', { text: num(e.count) }),
+            el('td', { text: num(e.users) }), el('td', { class: 'name', text: e.properties.join(', ') }))), { id: 'catalog' }));
+        box.dataset.state = 'ready';
+      }, (e) => {
+        if (my !== generation) return;
+        box.className = 'error';
+        box.textContent = e.message;
+        box.dataset.state = 'error';
+      });
     },
     async funnel(q, view) {
       const p = rangeOf(q);
