@@ -315,6 +315,11 @@ fn dashboard_pages_show_the_apis_numbers_and_fit_a_phone() {
     d.open(&format!("funnel?{RANGE}&steps=signup,purchase&window=7d"));
     check_funnel(&d, "7d");
     d.screenshot("funnel-1280");
+    // The pickers come with the event names, after the page.
+    d.browser.wait_for(
+        "return document.getElementById('add-step') !== null",
+        "the step pickers",
+    );
     d.browser
         .js("document.getElementById('window').value = '30m'; \
          document.getElementById('controls').requestSubmit()");
@@ -324,6 +329,11 @@ fn dashboard_pages_show_the_apis_numbers_and_fit_a_phone() {
     );
     check_funnel(&d, "30m");
     // A third step through the pickers.
+    // The pickers come with the event names, after the page.
+    d.browser.wait_for(
+        "return document.getElementById('add-step') !== null",
+        "the step pickers",
+    );
     d.browser.js("document.getElementById('add-step').click(); \
          const s = document.querySelectorAll('#steps select'); s[2].value = 'refund'; \
          document.getElementById('controls').requestSubmit()");
@@ -594,6 +604,10 @@ fn dashboard_renders_untrusted_names_as_text() {
     assert_eq!(rows[0][0], ALERT);
     assert_eq!(rows[1][0], FLAG);
     // The step pickers hold the names as option text too.
+    d.browser.wait_for(
+        "return document.getElementById('add-step') !== null",
+        "the step pickers",
+    );
     let options = d
         .browser
         .js("return [...document.querySelectorAll('#steps option')].map(o => o.textContent)");

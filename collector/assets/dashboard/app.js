@@ -181,13 +181,15 @@
     } else {
       q.set('last', ($('last').value || '30') + 'd');
     }
-    if (page === 'funnel') {
-      q.set('steps', [...$('steps').querySelectorAll('select')].map((s) => s.value).join(','));
-      q.set('window', $('window').value);
-    }
-    for (const id of ['start', 'return', 'period', 'periods', 'event', 'count', 'within', 'measure', 'interval']) {
+    // Pickers not drawn yet keep the URL's values.
+    const old = state().q;
+    for (const id of ['steps', 'window', 'start', 'return', 'period', 'periods', 'event', 'count', 'within', 'measure', 'interval']) {
       const e = $(id);
-      if (e && $('page-controls').contains(e)) q.set(id, e.value);
+      if (e && $('page-controls').contains(e)) {
+        q.set(id, id === 'steps' ? [...e.querySelectorAll('select')].map((s) => s.value).join(',') : e.value);
+      } else if (old.get(id)) {
+        q.set(id, old.get(id));
+      }
     }
     return q;
   }
@@ -268,7 +270,7 @@
         table(['Step', '', 'Users', 'From previous', 'From first', 'Drop-off', 'Median time'], rows, { id: 'funnel' }));
     },
     async retention(q, view) {
-      const names = await eventNames();
+      const names = q.get('start') ? [] : await eventNames();
       const p = rangeOf(q);
       p.set('start', q.get('start') || names[0]);
       p.set('return', q.get('return') || p.get('start'));
@@ -292,7 +294,7 @@
         table(head, rows, { id: 'retention' }));
     },
     async activation(q, view) {
-      const names = await eventNames();
+      const names = q.get('start') && q.get('event') ? [] : await eventNames();
       const p = rangeOf(q);
       p.set('start', q.get('start') || names[0]);
       p.set('event', q.get('event') || names[1] || names[0]);
@@ -352,10 +354,16 @@
     writeRange(q);
     setStatus('Loading…', 'spinner');
     document.body.dataset.state = 'loading';
+    // The pickers need the event names (/v1/events, which reads every
+    // event): they are filled when those come, never holding up a page
+    // whose query already names its events.
+    $('page-controls').replaceChildren();
+    CONTROLS[page](q).then((controls) => {
+      if (my === generation) $('page-controls').replaceChildren(...controls);
+    }, (e) => {
+      if (my === generation) $('page-controls').replaceChildren(el('span', { class: 'error', text: e.message }));
+    });
     try {
-      const controls = await CONTROLS[page](q);
-      if (my !== generation) return;
-      $('page-controls').replaceChildren(...controls);
       const fresh = el('div');
       await PAGES_DRAW[page](q, fresh);
       if (my !== generation) return;
