@@ -451,6 +451,13 @@ fn dashboard_pages_show_the_apis_numbers_and_fit_a_phone() {
     let (status, body) = get_json(&d.client, &d.server.url, &format!("/v1/trend?{tq}"));
     if status == 200 {
         assert_eq!(d.text("[data-kpi=total] b"), num(&body["total"]));
+        let want: Vec<Vec<String>> = body["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| vec![p["bucket"].as_str().unwrap().to_string(), num(&p["value"])])
+            .collect();
+        assert_eq!(d.rows("trend"), want);
     } else {
         assert_eq!(d.text("#status"), error_message(&body));
         assert_eq!(
