@@ -38,6 +38,7 @@ def main():
     driver = subprocess.Popen(["/usr/bin/chromedriver", f"--port={port}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     profile = tempfile.mkdtemp()
+    base = None
     try:
         root = f"http://127.0.0.1:{port}"
         for _ in range(200):
@@ -67,8 +68,14 @@ def main():
                   f"{(time.monotonic() - started) * 1000:.0f} ms as the driver saw it)")
             if state == "error":
                 print("  error:", js("return document.getElementById('status').textContent"))
-        call(base, "DELETE", "")
     finally:
+        # Ending the session is what stops Chromium; killing the driver
+        # alone would leave the browser running.
+        if base:
+            try:
+                call(base, "DELETE", "")
+            except OSError:
+                pass
         driver.kill(); driver.wait()
         shutil.rmtree(profile, ignore_errors=True)
 
