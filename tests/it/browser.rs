@@ -26,11 +26,11 @@ const UNIT_JS: &str = include_str!("browser/sdk_unit.js");
 const SDK_JS: &str = include_str!("../../collector/assets/tally.js");
 
 /// One browser at a time: two cores, and each test is short.
-static ONE_BROWSER: Mutex<()> = Mutex::new(());
+pub(crate) static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
 /// Whether the browser tests run; panics when Chromium is missing unless
 /// they are skipped on purpose.
-fn browser_available() -> bool {
+pub(crate) fn browser_available() -> bool {
     if std::env::var("TALLY_SKIP_BROWSER_TESTS").is_ok_and(|v| v == "1") {
         eprintln!("browser test skipped: TALLY_SKIP_BROWSER_TESTS=1");
         return false;
@@ -54,7 +54,7 @@ fn free_port() -> u16 {
 }
 
 /// A chromedriver process and one WebDriver session of headless Chromium.
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     base: String,
     client: reqwest::blocking::Client,
@@ -62,7 +62,7 @@ struct Browser {
 }
 
 impl Browser {
-    fn start() -> Browser {
+    pub(crate) fn start() -> Browser {
         let port = free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -112,7 +112,7 @@ impl Browser {
         }
     }
 
-    fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+    pub(crate) fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let resp: Value = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -126,12 +126,12 @@ impl Browser {
         resp["value"].clone()
     }
 
-    fn goto(&self, url: &str) {
+    pub(crate) fn goto(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", json!({ "url": url }));
     }
 
     /// Runs `script` (a function body; `return` gives the value) in the page.
-    fn js(&self, script: &str) -> Value {
+    pub(crate) fn js(&self, script: &str) -> Value {
         self.call(
             reqwest::Method::POST,
             "/execute/sync",
@@ -140,7 +140,7 @@ impl Browser {
     }
 
     /// Polls `script` until it returns true.
-    fn wait_for(&self, script: &str, what: &str) {
+    pub(crate) fn wait_for(&self, script: &str, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.js(script) != json!(true) {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -10,6 +10,7 @@ mod catalog;
 mod cli_queries;
 mod cors;
 mod crash;
+mod dashboard;
 mod http_ingest;
 mod http_limits;
 mod http_queries;

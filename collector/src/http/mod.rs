@@ -9,6 +9,7 @@ mod auth;
 mod body;
 mod conn;
 mod cors;
+mod dashboard;
 pub mod error;
 pub mod ingest;
 mod metrics;
@@ -204,6 +205,11 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                     .route(web::method(Method::OPTIONS).to(cors::preflight)),
             )
             .service(endpoint("/sdk.js", get_or_head().to(sdk_js::sdk_js)))
+            .service(endpoint("/", get_or_head().to(dashboard::index)))
+            .service(endpoint(
+                "/dashboard/{file}",
+                get_or_head().to(dashboard::asset),
+            ))
             .service(endpoint("/v1/export", web::get().to(query::export)))
             .service(endpoint("/v1/admin/backup", web::post().to(admin::backup)))
             .service(
