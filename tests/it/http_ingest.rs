@@ -929,7 +929,7 @@ fn every_non_200_answer_has_an_error_body() {
     let server = Server::start(dir.path());
     let client = http_fresh();
     let cases: Vec<(reqwest::Method, &str, u16)> = vec![
-        (reqwest::Method::GET, "/", 404),
+        // `GET /` is the dashboard (SPEC §2).
         (reqwest::Method::GET, "/nope", 404),
         (reqwest::Method::GET, "/v1", 404),
         (reqwest::Method::GET, "/v1/nope", 404),
@@ -945,6 +945,7 @@ fn every_non_200_answer_has_an_error_body() {
         (reqwest::Method::DELETE, "/v1/lifecycle", 405),
         (reqwest::Method::POST, "/healthz", 405),
         (reqwest::Method::POST, "/metrics", 405),
+        (reqwest::Method::GET, "/v1/admin/backup", 405),
     ];
     for (method, path, expected) in cases {
         let resp = client
