@@ -255,6 +255,12 @@ impl WireBody {
     /// 413) and at most [`MAX_GZIP_MEMBERS`] members. CPU-bound: call it
     /// off the async workers. The inflated bytes are added to the
     /// reservation.
+    /// True for a plain (not compressed) body of at most `bytes`: checking
+    /// it costs microseconds, less than a hop to the blocking pool.
+    pub fn is_small_plain(&self, bytes: usize) -> bool {
+        matches!(self.encoding, Encoding::Identity) && self.bytes.len() <= bytes
+    }
+
     pub fn decode(&mut self, limit: usize) -> Result<Vec<u8>, ApiError> {
         match self.encoding {
             Encoding::Identity => Ok(std::mem::take(&mut self.bytes)),

@@ -194,11 +194,16 @@ struct Checked {
 /// Inflates, decodes, parses (with `parse`) and validates on actix's
 /// blocking pool: all of it is CPU work proportional to the body, and a
 /// worker busy with it could not answer anyone else (`/healthz` included).
+///
+/// A small plain body (a single event, a short batch) is checked in place:
+/// its cost is bounded by [`INLINE_BODY_BYTES`] and far below the hop to
+/// the pool, which cost single-event ingest about a quarter of its rate.
 async fn off_worker<F>(mut body: WireBody, limit: usize, parse: F) -> Result<Checked, ApiError>
 where
     F: FnOnce(&str) -> Result<(Vec<Event>, Vec<Rejection>), ApiError> + Send + 'static,
 {
-    web::block(move || {
+    let inline = body.is_small_plain(INLINE_BODY_BYTES);
+    let check = move || {
         let bytes = body.decode(limit)?;
         let (events, rejected) = parse(utf8(&bytes)?)?;
         Ok(Checked {
@@ -206,10 +211,18 @@ where
             rejected,
             _reservation: body.reservation,
         })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("checking the body: {e}")))?
+    };
+    if inline {
+        return check();
+    }
+    web::block(check)
+        .await
+        .map_err(|e| ApiError::Internal(format!("checking the body: {e}")))?
 }
+
+/// Plain bodies up to this size are checked on the async worker (tens of
+/// microseconds at most); larger or compressed ones on the blocking pool.
+const INLINE_BODY_BYTES: usize = 16 * 1024;
 
 fn utf8(body: &[u8]) -> Result<&str, ApiError> {
     std::str::from_utf8(body).map_err(|e| {
@@ -271,20 +284,25 @@ mod tests {
     /// async worker (262k empty gzip members took 0.8 s of one, and
     /// `/healthz` waited behind it). They run on the blocking pool.
     #[actix_web::test]
-    async fn bodies_are_checked_off_the_async_worker() {
+    async fn bodies_are_checked_off_the_async_worker_unless_small_and_plain() {
         let worker = std::thread::current().id();
-        let seen = Arc::new(Mutex::new(None));
-        let seen_in = seen.clone();
-        let body = WireBody::for_test(br#"{"event":"x","user_id":"u"}"#.to_vec());
-        let checked = off_worker(body, 1000, move |text| {
-            *seen_in.lock().unwrap() = Some(std::thread::current().id());
-            let raw: &RawValue = serde_json::from_str(text).unwrap();
-            Ok(validate_all(&[raw]))
-        })
-        .await
-        .unwrap();
-        assert_eq!((checked.events.len(), checked.rejected.len()), (1, 0));
-        let thread = seen.lock().unwrap().expect("the check ran");
-        assert_ne!(thread, worker, "the body was checked on the async worker");
+        for (size, inline) in [(0usize, true), (INLINE_BODY_BYTES, false)] {
+            let seen = Arc::new(Mutex::new(None));
+            let seen_in = seen.clone();
+            let padding = " ".repeat(size);
+            let body = WireBody::for_test(
+                format!(r#"{{"event":"x","user_id":"u"}}{padding}"#).into_bytes(),
+            );
+            let checked = off_worker(body, 1 << 20, move |text| {
+                *seen_in.lock().unwrap() = Some(std::thread::current().id());
+                let raw: &RawValue = serde_json::from_str(text).unwrap();
+                Ok(validate_all(&[raw]))
+            })
+            .await
+            .unwrap();
+            assert_eq!((checked.events.len(), checked.rejected.len()), (1, 0));
+            let thread = seen.lock().unwrap().expect("the check ran");
+            assert_eq!(thread == worker, inline, "body of {size} padding bytes");
+        }
     }
 }
