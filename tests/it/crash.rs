@@ -11,7 +11,16 @@ use serde_json::json;
 
 use crate::support::{Server, export_ids, http, post_batch};
 
+/// Crash cycles per test; `TALLY_CRASH_CYCLES` raises it for the soak
+/// (`benches/soak/crash.sh`).
 const CYCLES: usize = 4;
+
+fn cycles() -> usize {
+    std::env::var("TALLY_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CYCLES)
+}
 const CLIENTS: usize = 4;
 const BATCH: usize = 50;
 
@@ -53,7 +62,8 @@ fn crash_cycles(env: &[(&str, &str)]) {
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut first_batch: Option<Vec<serde_json::Value>> = None;
 
-    for cycle in 0..CYCLES {
+    let cycles = cycles();
+    for cycle in 0..cycles {
         let mut server = Server::start_with_env(&data, &[], env);
         let stop = Arc::new(AtomicBool::new(false));
         let workers: Vec<_> = (0..CLIENTS)
@@ -85,7 +95,7 @@ fn crash_cycles(env: &[(&str, &str)]) {
             })
             .collect();
         // Let load build up, then kill without warning.
-        std::thread::sleep(Duration::from_millis(400 + 150 * cycle as u64));
+        std::thread::sleep(Duration::from_millis(400 + 150 * (cycle % 8) as u64));
         server.kill();
         stop.store(true, Ordering::Relaxed);
         for w in workers {
@@ -108,11 +118,11 @@ fn crash_cycles(env: &[(&str, &str)]) {
 
     let acked = acked.lock().unwrap();
     eprintln!(
-        "{} acknowledged events over {CYCLES} crash cycles",
+        "{} acknowledged events over {cycles} crash cycles",
         acked.len()
     );
     assert!(
-        acked.len() >= CYCLES * BATCH,
+        acked.len() >= cycles * BATCH,
         "too little load to prove anything: {}",
         acked.len()
     );
