@@ -2540,16 +2540,7 @@ mod tests {
     }
 
     fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy_dir(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
+        copy_tree(from, to).unwrap();
     }
 
     /// Issue 16.3: a damaged record in the middle of the log is damage,
@@ -2636,6 +2627,34 @@ mod tests {
         drop(store);
         let err = open_err(dir.path(), &options());
         assert!(err.to_string().contains("chunks/00000001.chunk"), "{err}");
+    }
+
+    /// Format-2 stores written before the commit-point rule numbered the
+    /// log by seals (log 1 after 2 chunks): they open, and a writer renames
+    /// the log to the chunk count before anything else.
+    #[test]
+    fn a_log_numbered_the_old_way_is_renamed_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path(), &options());
+            commit(&store, (0..250).map(nth).collect()).unwrap();
+            let db = store.db().unwrap();
+            db.insert(
+                codec::key(prefix::META, meta::WAL),
+                &codec::encode_counter(1),
+            )
+            .unwrap();
+            store.flush_index().unwrap();
+        }
+        let wal = dir.path().join("wal");
+        std::fs::rename(wal.join("00000002.wal"), wal.join("00000001.wal")).unwrap();
+        let store = open(dir.path(), &options());
+        assert_eq!(all_events(&store), (0..250).map(nth).collect::<Vec<_>>());
+        commit(&store, (250..260).map(nth).collect()).unwrap();
+        assert_eq!(files(dir.path(), "wal"), vec!["00000002.wal"]);
+        drop(store);
+        let store = open(dir.path(), &options());
+        assert_eq!(all_events(&store), (0..260).map(nth).collect::<Vec<_>>());
     }
 
     /// Issue 16.7: readers write nothing in the data directory and share
