@@ -450,16 +450,19 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
     }
 }
 
+/// `--format` of the commands that print a table or JSON: true for JSON.
+fn json_or_table(format: &str) -> Result<bool, Failure> {
+    match format {
+        "json" => Ok(true),
+        "table" => Ok(false),
+        other => Err(Failure::Usage(format!(
+            "--format: expected table or json, got {other:?}"
+        ))),
+    }
+}
+
 fn backup(a: BackupArgs) -> Result<ExitCode, Failure> {
-    let json = match a.format.as_str() {
-        "json" => true,
-        "table" => false,
-        other => {
-            return Err(Failure::Usage(format!(
-                "--format: expected table or json, got {other:?}"
-            )));
-        }
-    };
+    let json = json_or_table(&a.format)?;
     let events = match &a.server {
         Some(server) => {
             let key = a.key.as_deref().ok_or_else(|| {
@@ -511,15 +514,7 @@ fn backup(a: BackupArgs) -> Result<ExitCode, Failure> {
 }
 
 fn check(a: CheckArgs) -> Result<ExitCode, Failure> {
-    let json = match a.format.as_str() {
-        "json" => true,
-        "table" => false,
-        other => {
-            return Err(Failure::Usage(format!(
-                "--format: expected table or json, got {other:?}"
-            )));
-        }
-    };
+    let json = json_or_table(&a.format)?;
     let dir = Config::store_dir(&a.data);
     if !dir.exists() {
         return Err(Failure::Failed(format!(

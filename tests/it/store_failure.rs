@@ -15,10 +15,12 @@ use tally_query::{MemSource, NameId, QueryError, Rows, Scan, Source};
 
 use crate::support::{READ_KEY, WRITE_KEY};
 
-/// Fails every write while `full` is set; otherwise accepts everything.
+/// Fails every write while `full` is set (panics, a bug, while `panics`
+/// is); otherwise accepts everything.
 #[derive(Default)]
 struct FullDisk {
     full: AtomicBool,
+    panics: AtomicBool,
     empty: MemSource,
 }
 
@@ -36,6 +38,9 @@ impl Source for FullDisk {
 
 impl EventStore for FullDisk {
     fn append(&self, events: Vec<Event>) -> Result<Vec<Outcome>, Error> {
+        if self.panics.load(Ordering::SeqCst) {
+            panic!("a bug in the store");
+        }
         if self.full.load(Ordering::SeqCst) {
             return Err(Error::io(
                 "appending to the store",
@@ -117,39 +122,6 @@ fn a_store_that_cannot_write_gets_503_and_unhealthy_then_recovers() {
     server.join().unwrap();
 }
 
-/// A store whose append panics (a bug), as the `chunk_events` underflow of
-/// issue 16.4 did.
-struct Panicking(FullDisk);
-
-impl Source for Panicking {
-    fn name_id(&self, name: &str) -> Option<NameId> {
-        self.0.name_id(name)
-    }
-    fn person_count(&self) -> usize {
-        0
-    }
-    fn scan(&self, scan: &Scan<'_>) -> Result<Vec<Rows>, QueryError> {
-        self.0.scan(scan)
-    }
-}
-
-impl EventStore for Panicking {
-    fn append(&self, _: Vec<Event>) -> Result<Vec<Outcome>, Error> {
-        panic!("a bug in the store");
-    }
-    fn sync(&self) -> Result<(), Error> {
-        Ok(())
-    }
-    fn scan_events(
-        &self,
-        _: i64,
-        _: i64,
-        _: &mut dyn FnMut(Event) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
 /// A dead writer thread used to leave `/healthz` at 200 and every write at
 /// 503 forever, and the process exited 0. Now the write fails, health
 /// fails, and the collector stops with an error (a supervisor restarts it).
@@ -165,7 +137,11 @@ fn a_dead_writer_thread_fails_health_and_stops_the_collector_with_an_error() {
         ..Config::default()
     };
     let (tx, rx) = std::sync::mpsc::channel();
-    let backend: Arc<dyn EventStore> = Arc::new(Panicking(FullDisk::default()));
+    // A store whose append panics, as the `chunk_events` underflow of
+    // issue 16.4 did.
+    let store = FullDisk::default();
+    store.panics.store(true, Ordering::SeqCst);
+    let backend: Arc<dyn EventStore> = Arc::new(store);
     let server = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let running = http::start_with_store(config, backend).unwrap();

@@ -459,9 +459,12 @@ impl DiskStore {
         let store = match DiskStore::open(dir, &options) {
             Ok(store) => store,
             Err(e @ Error::Locked { .. }) => return Err(e),
+            // The index or the files disagree (a damaged log is cut by
+            // `repair` before it rebuilds the index).
             Err(e) => {
                 return Ok(Check {
                     problems: vec![e.to_string()],
+                    rebuild_index: true,
                     ..Check::default()
                 });
             }
@@ -471,6 +474,7 @@ impl DiskStore {
             Ok(l) => l,
             Err(e) => {
                 report.problems.push(e.to_string());
+                report.rebuild_index = true;
                 return Ok(report);
             }
         };
@@ -483,58 +487,69 @@ impl DiskStore {
         let db = store.db()?;
         let chunks = &loaded.shared.chunks;
         let names = loaded.shared.names.len() as u32;
-        let problems: Vec<Vec<String>> = chunks
+        // Each finding with whether rebuilding the index would mend it.
+        let findings: Vec<Vec<(String, bool)>> = chunks
             .par_iter()
             .filter(|c| !loaded.plan.missing.contains(&u64::from(c.number)))
             .map(|c| {
                 let mut found = Vec::new();
                 match chunk::read_trailer(c.path()) {
                     Ok(own) if own == c.header => {}
-                    Ok(_) => found.push(format!(
-                        "{}: its header differs from the index's copy",
-                        c.path().display()
+                    Ok(_) => found.push((
+                        format!(
+                            "{}: its header differs from the index's copy",
+                            c.path().display()
+                        ),
+                        true,
                     )),
-                    Err(e) => found.push(e.to_string()),
+                    Err(e) => found.push((e.to_string(), false)),
                 }
                 if let Err(e) = c.verify() {
-                    found.push(e.to_string());
+                    found.push((e.to_string(), false));
                 }
                 if let Some(s) = c.header.names.iter().find(|s| s.name >= names) {
-                    found.push(format!(
-                        "{}: names event name id {} the index does not know",
-                        c.path().display(),
-                        s.name
+                    let name = s.name;
+                    let path = c.path().display();
+                    found.push((
+                        format!("{path}: names event name id {name} the index does not know"),
+                        true,
                     ));
                 }
                 // Unreadable ids are reported by `verify`.
-                if let Ok(ids) = c.ids() {
-                    {
-                        for group in
-                            ids.chunk_by(|a, b| a[..codec::ID_PREFIX] == b[..codec::ID_PREFIX])
-                        {
-                            let key = codec::id_key(&Uuid::from_bytes(group[0]));
-                            let covered = read_spans(&db, &key).ok().is_some_and(|spans| {
-                                spans.0.iter().any(|s| {
-                                    s.chunk == c.number
-                                        && s.lo <= codec::id_probe(&group[0])
-                                        && s.hi >= codec::id_probe(group.last().expect("non-empty"))
-                                })
-                            });
-                            if !covered {
-                                found.push(format!(
-                                    "{}: the index's id index does not cover its ids (duplicates \
-                                     of them would be stored again)",
-                                    db_path(&store.dir).display()
-                                ));
-                                break;
-                            }
-                        }
-                    }
+                let ids = c.ids().unwrap_or_default();
+                let uncovered = ids
+                    .chunk_by(|a, b| a[..codec::ID_PREFIX] == b[..codec::ID_PREFIX])
+                    .any(|group| {
+                        let key = codec::id_key(&Uuid::from_bytes(group[0]));
+                        let (lo, hi) = (
+                            codec::id_probe(&group[0]),
+                            codec::id_probe(group.last().expect("non-empty")),
+                        );
+                        !read_spans(&db, &key).is_ok_and(|spans| {
+                            spans
+                                .0
+                                .iter()
+                                .any(|s| s.chunk == c.number && s.lo <= lo && s.hi >= hi)
+                        })
+                    });
+                if uncovered {
+                    found.push((
+                        format!(
+                            "{}: the id index does not cover the ids of {} (duplicates of them \
+                             would be stored again)",
+                            store.dir.join("index").display(),
+                            c.path().display()
+                        ),
+                        true,
+                    ));
                 }
                 found
             })
             .collect();
-        report.problems.extend(problems.into_iter().flatten());
+        for (problem, index) in findings.into_iter().flatten() {
+            report.problems.push(problem);
+            report.rebuild_index |= index;
+        }
         if loaded.plan.missing.is_empty() {
             let published = loaded.shared.persons - loaded.shared.open.new_persons.len() as u32;
             if let Err(e) = person_dictionary(chunks, published) {
@@ -558,7 +573,7 @@ impl DiskStore {
     /// copy then gets its own index by adopting every chunk, which verifies
     /// every checksum, so a backup that returns is known to be readable.
     /// Returns the events it holds.
-    pub fn backup_into(&self, dest: &Path) -> Result<u64, Error> {
+    fn backup_into(&self, dest: &Path) -> Result<u64, Error> {
         if std::fs::read_dir(dest).is_ok_and(|mut d| d.next().is_some()) {
             return Err(Error::Config(format!(
                 "{} is not empty: a backup goes into a new or empty directory",
@@ -641,17 +656,9 @@ impl DiskStore {
                 copy.display()
             ));
         }
-        let check = DiskStore::check(dir)?;
-        let index_trouble = check
-            .problems
-            .iter()
-            .any(|p| p.contains("index") || p.contains("log") || p.contains("wal/"));
-        if index_trouble {
+        if DiskStore::check(dir)?.rebuild_index {
             let index = dir.join("index");
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
-            let aside = dir.join(format!("index.damaged-{stamp}"));
+            let aside = dir.join(format!("index.damaged-{}", stamp()));
             let moved = match std::fs::rename(&index, &aside) {
                 Ok(()) => true,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -1580,22 +1587,29 @@ pub struct Check {
     pub events: u64,
     /// Events in the write-ahead log.
     pub logged: usize,
+    /// True when rebuilding the index from the chunk files mends (some of)
+    /// the problems: the index disagrees with the files or lacks entries.
+    pub rebuild_index: bool,
 }
 
-fn db_path(dir: &Path) -> PathBuf {
-    dir.join("index")
+/// Milliseconds since the epoch, to name files set aside uniquely.
+fn stamp() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// Where `path` goes when set aside into `DIR/sub/` (created).
+fn aside(dir: &Path, sub: &str, path: &Path) -> Result<PathBuf, Error> {
+    let to = dir.join(sub);
+    std::fs::create_dir_all(&to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    Ok(to.join(format!("{name}.{}", stamp())))
 }
 
 /// Copies `path` into `DIR/damaged/` (kept for whoever investigates).
 fn damaged_copy(dir: &Path, path: &Path) -> Result<PathBuf, Error> {
-    let damaged = dir.join("damaged");
-    std::fs::create_dir_all(&damaged)
-        .map_err(|e| Error::io(format!("creating {}", damaged.display()), e))?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let to = damaged.join(format!("{name}.{stamp}"));
+    let to = aside(dir, "damaged", path)?;
     std::fs::copy(path, &to).map_err(|e| Error::io(format!("copying {}", path.display()), e))?;
     Ok(to)
 }
@@ -1665,18 +1679,11 @@ fn open_index(
 /// Moves a file the store no longer uses, but that could hold data, to
 /// `DIR/orphans/` rather than deleting it.
 fn set_aside(dir: &Path, path: &Path) -> Result<(), Error> {
-    let orphans = dir.join("orphans");
-    std::fs::create_dir_all(&orphans)
-        .map_err(|e| Error::io(format!("creating {}", orphans.display()), e))?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let to = orphans.join(format!("{name}.{stamp}"));
+    let to = aside(dir, "orphans", path)?;
     std::fs::rename(path, &to).map_err(|e| Error::io(format!("moving {}", path.display()), e))?;
     hooks::renamed(path, &to);
     tracing::warn!(from = %path.display(), to = %to.display(), "set aside a chunk file of a seal that did not complete");
-    chunk::sync_dir(&orphans)?;
+    chunk::sync_dir(to.parent().unwrap_or(dir))?;
     chunk::sync_dir(path.parent().unwrap_or(dir))
 }
 
