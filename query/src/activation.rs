@@ -190,6 +190,7 @@ pub fn run(src: &dyn Source, p: &ActivationParams) -> Result<ActivationResult, Q
         names: Some(&[start_id]),
         from: i64::MIN,
         to: p.to,
+        ..Default::default()
     })? {
         for (&person, &ts) in rows.person.iter().zip(&rows.ts) {
             let person = person as usize;
@@ -214,6 +215,7 @@ pub fn run(src: &dyn Source, p: &ActivationParams) -> Result<ActivationResult, Q
                 names: Some(&[event_id]),
                 from: p.from,
                 to: p.to.saturating_add(p.within_ms),
+                ..Default::default()
             })?;
             group_by_person(s0.len(), &rows, |_, person, ts| {
                 let start = *s0.get(person as usize)?;

@@ -135,6 +135,7 @@ pub fn run(src: &dyn Source, p: &ActiveParams) -> Result<ActiveResult, QueryErro
         names: None,
         from: starts[0],
         to: starts[span],
+        ..Default::default()
     })?;
     let persons = src.person_count();
     let total: usize = rows.iter().map(Rows::len).sum();

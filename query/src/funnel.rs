@@ -176,6 +176,7 @@ pub fn run(src: &dyn Source, p: &FunnelParams) -> Result<FunnelResult, QueryErro
             names: Some(&scan_ids),
             from: p.from,
             to: scan_to,
+            ..Default::default()
         })?
     };
 

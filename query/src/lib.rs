@@ -8,15 +8,17 @@
 
 pub mod calendar;
 pub mod error;
+pub mod filter;
 pub mod params;
 pub mod render;
 pub mod source;
 
 pub use calendar::Zone;
 pub use error::QueryError;
+pub use filter::{GroupValue, Prop, Where};
 pub use params::RawParams;
 pub use render::{Format, Report};
-pub use source::{MemEvent, MemSource, NameId, PersonId, Rows, Scan, Source};
+pub use source::{Identity, MemEvent, MemSource, NameId, PersonId, Rows, Scan, Source};
 
 pub mod activation;
 pub mod active;

@@ -81,6 +81,7 @@ pub fn run(src: &dyn Source, p: &LifecycleParams) -> Result<LifecycleResult, Que
         names: None,
         from: p.from,
         to: p.to,
+        ..Default::default()
     })?;
     let persons = src.person_count();
     // `Source::scan` is exact; the range is checked again anyway (one

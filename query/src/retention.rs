@@ -264,6 +264,7 @@ pub fn run(src: &dyn Source, p: &RetentionParams) -> Result<RetentionResult, Que
         names: Some(&[start]),
         from: i64::MIN,
         to: if same { i64::MAX } else { p.to },
+        ..Default::default()
     })?;
     let first = first_starts(&start_rows, src.person_count(), p.to);
     let members = Members::new(&first, p);
@@ -282,6 +283,7 @@ pub fn run(src: &dyn Source, p: &RetentionParams) -> Result<RetentionResult, Que
                 names,
                 from: p.from,
                 to: i64::MAX,
+                ..Default::default()
             })
         };
         match &p.return_event {

@@ -242,6 +242,7 @@ pub fn run(src: &dyn Source, p: &TrendParams) -> Result<TrendResult, QueryError>
             names,
             from: p.from,
             to: p.to,
+            ..Default::default()
         })?
     };
     let find = Buckets::new(&bounds);

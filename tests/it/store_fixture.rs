@@ -76,6 +76,7 @@ fn version_2_store_reads_back_exactly() {
             names: Some(&[signup]),
             from: i64::MIN,
             to: i64::MAX,
+            ..Default::default()
         })
         .unwrap();
     let n: usize = rows.iter().map(|r| r.len()).sum();

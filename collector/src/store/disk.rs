@@ -1795,6 +1795,11 @@ impl Source for DiskStore {
     }
 
     fn scan(&self, scan: &Scan<'_>) -> Result<Vec<Rows>, QueryError> {
+        if !scan.filters.is_empty() || scan.by.is_some() {
+            return Err(QueryError::Source(
+                "this store cannot filter or group by properties yet".into(),
+            ));
+        }
         let wanted = |name: u32| scan.names.is_none_or(|n| n.contains(&name));
         let overlaps = |min: i64, max: i64| max >= scan.from && min < scan.to;
         let (chunks, mut out) = {
@@ -1838,6 +1843,7 @@ fn filter_rows(name: NameId, b: ColumnBlock, from: i64, to: i64) -> Rows {
             ts: b.ts,
             stage: b.stage,
             revenue: b.revenue,
+            ..Rows::default()
         };
     }
     let mut rows = Rows {
@@ -1950,6 +1956,7 @@ mod tests {
                 names: Some(&[id]),
                 from: i64::MIN,
                 to: i64::MAX,
+                ..Default::default()
             })
             .unwrap()
             .iter()
@@ -2006,6 +2013,7 @@ mod tests {
                 names: None,
                 from,
                 to,
+                ..Default::default()
             })
             .unwrap()
             .iter()
@@ -2142,6 +2150,7 @@ mod tests {
                     names: None,
                     from: i64::MIN,
                     to: i64::MAX,
+                    ..Default::default()
                 })
                 .unwrap();
             let mut ids: Vec<u32> = rows.iter().flat_map(|r| r.person.clone()).collect();
@@ -2740,6 +2749,7 @@ mod tests {
                 names: None,
                 from: i64::MIN,
                 to: i64::MAX,
+                ..Default::default()
             });
             let errors: Vec<String> = [
                 export.err().map(|e| e.to_string()),

@@ -1012,6 +1012,7 @@ fn scale_funnel_10m_events() {
             names: Some(&[0, 1, 2, 3]),
             from: p.from,
             to: p.to + p.window_ms,
+            ..Default::default()
         },
     )
     .unwrap();
