@@ -207,6 +207,14 @@ impl MemSource {
         self.events.push((e, name, person));
     }
 
+    /// The key of person `id` (for tests that compare sources).
+    pub fn person_key(&self, id: PersonId) -> Option<&str> {
+        self.persons
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| k.as_str())
+    }
+
     fn intern(&mut self, key: &str) -> PersonId {
         let next = self.persons.len() as PersonId;
         *self.persons.entry(key.to_string()).or_insert(next)

@@ -1,7 +1,10 @@
-//! The on-disk format is a promise: a store written by format version 2 is
-//! checked in under tests/fixtures/store-v2 (chunk files and a write-ahead
-//! log) and must read back to exactly the events it was written from; a
-//! format 1 store (tests/fixtures/store-v1) is refused with a clear message. If this fails after a change to
+//! The on-disk format is a promise: stores written by format versions 2 and
+//! 3 are checked in under tests/fixtures/store-v2 and store-v3 (chunk
+//! files, property files from version 3, and a write-ahead log) and must
+//! read back to exactly the events they were written from; a version 2
+//! store answers filters and identity links before and after its first
+//! writer upgrades it in place; a format 1 store (tests/fixtures/store-v1)
+//! is refused with a clear message. If this fails after a change to
 //! `collector/src/store/codec.rs`, the change broke existing stores: bump
 //! FORMAT_VERSION and add a migration instead.
 //!
@@ -13,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use tally_collector::store::{DiskStore, EventStore, StoreOptions};
 use tally_event::validate_event_json;
-use tally_query::{Scan, Source};
+use tally_query::{Identity, Scan, Source, Where};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -41,9 +44,18 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn version_2_store_reads_back_exactly() {
+    reads_back_exactly("store-v2");
+}
+
+#[test]
+fn version_3_store_reads_back_exactly() {
+    reads_back_exactly("store-v3");
+}
+
+fn reads_back_exactly(fixture: &str) {
     let tmp = tempfile::tempdir().unwrap();
     // sled may write on open; never touch the checked-in copy.
-    copy_dir(&fixture_dir().join("store-v2"), tmp.path());
+    copy_dir(&fixture_dir().join(fixture), tmp.path());
     let store = DiskStore::open(tmp.path(), &StoreOptions::default()).unwrap();
 
     let mut read = Vec::new();
@@ -81,8 +93,137 @@ fn version_2_store_reads_back_exactly() {
         .unwrap();
     let n: usize = rows.iter().map(|r| r.len()).sum();
     assert_eq!(n, read.iter().filter(|e| e.event == "signup").count());
-    // anon-1, alice, bob, anon-2, carol: no identity merging (SPEC §1 person key).
+    // anon-1, alice, bob, anon-2, carol: persons are keys; links resolve
+    // them at query time (SPEC §1).
     assert_eq!(store.person_count(), 5);
+    assert_filters_and_links(&store);
+}
+
+/// The fixture's anonymous `landing_view` (utm_source newsletter) counts
+/// for alice, whose signup carried that anonymous id; with identity off,
+/// for the anonymous id.
+fn assert_filters_and_links(store: &DiskStore) {
+    let view = store.name_id("landing_view").unwrap();
+    let signup = store.name_id("signup").unwrap();
+    let filter = [Where::parse("utm_source = newsletter").unwrap()];
+    let person_of = |name: u32, identity: Identity, filters: &[Where]| -> Vec<u32> {
+        let mut v: Vec<u32> = store
+            .scan(&Scan {
+                names: Some(&[name]),
+                from: i64::MIN,
+                to: i64::MAX,
+                filters,
+                identity,
+                ..Default::default()
+            })
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.person.clone())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let views = person_of(view, Identity::Linked, &filter);
+    assert_eq!(views.len(), 1, "one landing view came from the newsletter");
+    let alice_signup = person_of(signup, Identity::Linked, &[]);
+    assert!(
+        alice_signup.contains(&views[0]),
+        "the anonymous view counts for alice"
+    );
+    let unlinked = person_of(view, Identity::PersonKey, &filter);
+    assert!(
+        !alice_signup.contains(&unlinked[0]),
+        "--identity none keeps the anonymous id"
+    );
+    let by = ["utm_source".to_string()];
+    let rows = store
+        .scan(&Scan {
+            names: Some(&[view]),
+            from: i64::MIN,
+            to: i64::MAX,
+            by: Some(&by),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut groups: Vec<String> = rows
+        .iter()
+        .flat_map(|r| (0..r.len()).map(move |i| serde_json::to_string(r.value(i)).unwrap()))
+        .collect();
+    groups.sort();
+    let expected: Vec<String> = {
+        let mut v: Vec<String> = fixture_events()
+            .iter()
+            .filter(|e| e.event == "landing_view")
+            .map(|e| {
+                let p: serde_json::Value = e
+                    .properties
+                    .as_deref()
+                    .map_or(serde_json::Value::Null, |p| {
+                        serde_json::from_str(p).unwrap()
+                    });
+                p.get("utm_source").map_or("null".into(), |v| v.to_string())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(groups, expected);
+}
+
+#[test]
+fn version_2_store_is_upgraded_in_place_by_its_first_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture_dir().join("store-v2"), tmp.path());
+    let props = |dir: &Path| -> usize {
+        std::fs::read_dir(dir.join("chunks"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "props")
+            })
+            .count()
+    };
+    assert_eq!(props(tmp.path()), 0, "format 2 has no property files");
+    {
+        let store = DiskStore::open(tmp.path(), &StoreOptions::default()).unwrap();
+        store.prepare_writer().unwrap();
+        assert_filters_and_links(&store);
+        store.close().unwrap();
+    }
+    // The upgrade wrote the old chunks' files; closing sealed one more chunk.
+    let chunks = std::fs::read_dir(tmp.path().join("chunks"))
+        .unwrap()
+        .count()
+        - props(tmp.path());
+    assert_eq!(props(tmp.path()), chunks, "one property file per chunk");
+    // Reopened (as a reader, which writes nothing): the same answers and
+    // every event, from the upgraded files.
+    let store = loop {
+        match DiskStore::open(
+            tmp.path(),
+            &StoreOptions {
+                read_only: true,
+                ..StoreOptions::default()
+            },
+        ) {
+            Err(tally_collector::Error::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert_filters_and_links(&store);
+    let mut n = 0;
+    store
+        .scan_events(i64::MIN, i64::MAX, &mut |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(n, fixture_events().len());
 }
 
 #[test]
@@ -105,7 +246,7 @@ fn write_fixture() {
     if std::env::var_os("TALLY_WRITE_FIXTURE").is_none() {
         return;
     }
-    let dir = fixture_dir().join("store-v2");
+    let dir = fixture_dir().join("store-v3");
     let _ = std::fs::remove_dir_all(&dir);
     // Small chunks, so the fixture holds sealed chunks and an open log.
     let options = StoreOptions {

@@ -32,8 +32,18 @@ use crate::error::Error;
 
 /// Version of everything below. Bump it, and add a migration or a clear
 /// refusal, whenever any encoding changes. Version 1 kept everything in
-/// sled (events in sled values); it is refused with a message.
-pub const FORMAT_VERSION: u8 = 2;
+/// sled (events in sled values); it is refused with a message. Version 3
+/// added the property files (`NNNNNNNN.props`, see [`PropsTrailer`]);
+/// every value version 2 wrote is encoded the same way, so version 2 bytes
+/// are read as they are and a version 2 store is upgraded by writing the
+/// property files of its chunks.
+pub const FORMAT_VERSION: u8 = 3;
+
+/// The oldest version whose values [`check_version`] accepts.
+pub const OLDEST_READABLE: u8 = 2;
+
+/// First bytes of every property file.
+pub const PROPS_MAGIC: &[u8; 8] = b"TALLYPRP";
 
 /// First bytes of every chunk file.
 pub const CHUNK_MAGIC: &[u8; 8] = b"TALLYCHK";
@@ -363,6 +373,146 @@ pub fn encode_persons(keys: &[&str]) -> Vec<u8> {
 /// Inverse of [`encode_persons`].
 pub fn decode_persons(bytes: &[u8]) -> Result<Vec<String>, Error> {
     decompressed(bytes, "persons section")
+}
+
+/// A property value as a property file's dictionary holds it; a row's
+/// code is its value's position plus one, 0 being missing or `null`.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum PropValue {
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number.
+    Num(f64),
+    /// A string.
+    Str(String),
+    /// An object or an array.
+    Other,
+}
+
+/// One property path's column for one event name's rows.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct PathColumn {
+    /// The dotted path.
+    pub path: String,
+    /// Distinct values, each once.
+    pub values: Vec<PropValue>,
+    /// Per row: 0 missing, else 1 + position in `values`.
+    pub codes: Vec<u32>,
+}
+
+/// The property columns of one event name in one chunk, rows in the order
+/// of the chunk's column block for that name.
+#[derive(Debug, Clone, Default, PartialEq, Encode, Decode)]
+pub struct NameProps {
+    /// The most used paths, at most a fixed number.
+    pub paths: Vec<PathColumn>,
+    /// True when some rows have paths without a column (readers then take
+    /// a path they do not find from the events themselves).
+    pub truncated: bool,
+}
+
+/// Who an identity link's anonymous id is: its person id, or (when it had
+/// no id yet when the link was written) its key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum LinkAnon {
+    /// A person id.
+    Person(u32),
+    /// A person key not interned yet.
+    Key(String),
+}
+
+/// An identity link (SPEC §1) as a property file records it: the best
+/// link of an anonymous id known when the chunk was sealed.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct LinkRecord {
+    /// The anonymous id.
+    pub anon: LinkAnon,
+    /// The linking event's timestamp.
+    pub ts: i64,
+    /// The user's person id.
+    pub user: u32,
+    /// The user's key (ties between links of equal time go to the smallest).
+    pub user_key: String,
+}
+
+/// Where one name's sections are in a property file.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct PropsNameIndex {
+    /// Name id.
+    pub name: u32,
+    /// Rows (equal to the chunk's name section).
+    pub rows: u32,
+    /// Bitmap of the rows whose event has no `user_id` (bit `i % 8` of byte `i / 8`).
+    pub anonymous: Section,
+    /// [`NameProps`].
+    pub paths: Section,
+}
+
+/// The end of a property file (`chunks/NNNNNNNN.props`): where its
+/// sections are. A property file holds what filters, breakdowns and
+/// identity links read from a chunk (derived from the chunk's events,
+/// so a missing or damaged one is rebuilt from them).
+#[derive(Debug, Clone, Default, PartialEq, Encode, Decode)]
+pub struct PropsTrailer {
+    /// Per event name, in the chunk header's order.
+    pub names: Vec<PropsNameIndex>,
+    /// The links ([`LinkRecord`]s).
+    pub links: Section,
+}
+
+/// A property file's first bytes.
+pub fn props_file_preamble() -> Vec<u8> {
+    let mut out = PROPS_MAGIC.to_vec();
+    out.push(FORMAT_VERSION);
+    out
+}
+
+/// Checks a property file's preamble.
+pub fn check_props_preamble(bytes: &[u8]) -> Result<(), Error> {
+    if bytes.len() < PROPS_MAGIC.len() + 1 || &bytes[..PROPS_MAGIC.len()] != PROPS_MAGIC {
+        return Err(Error::corrupt("not a property file (bad magic)"));
+    }
+    check_version(&bytes[PROPS_MAGIC.len()..])
+}
+
+/// Encodes a property file's trailer.
+pub fn encode_props_trailer(t: &PropsTrailer) -> Vec<u8> {
+    versioned(t)
+}
+
+/// Inverse of [`encode_props_trailer`].
+pub fn decode_props_trailer(bytes: &[u8]) -> Result<PropsTrailer, Error> {
+    unversioned(bytes, "property file trailer")
+}
+
+/// Encodes a name's property columns (compressed).
+pub fn encode_name_props(p: &NameProps) -> Vec<u8> {
+    compressed(p)
+}
+
+/// Inverse of [`encode_name_props`].
+pub fn decode_name_props(bytes: &[u8]) -> Result<NameProps, Error> {
+    decompressed(bytes, "property columns")
+}
+
+/// Encodes an anonymous-rows bitmap (compressed).
+pub fn encode_bitmap(bits: &[u8]) -> Vec<u8> {
+    compressed(&bits)
+}
+
+/// Inverse of [`encode_bitmap`].
+pub fn decode_bitmap(bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    decompressed(bytes, "anonymous rows")
+}
+
+/// Encodes link records (compressed).
+pub fn encode_links(links: &[LinkRecord]) -> Vec<u8> {
+    compressed(&links)
+}
+
+/// Inverse of [`encode_links`].
+pub fn decode_links(bytes: &[u8]) -> Result<Vec<LinkRecord>, Error> {
+    decompressed(bytes, "links")
 }
 
 /// Events as an events sub-block stores them: column by column (names
@@ -738,7 +888,7 @@ fn unversioned<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error> {
 
 fn check_version(bytes: &[u8]) -> Result<(), Error> {
     match bytes.first() {
-        Some(&FORMAT_VERSION) => Ok(()),
+        Some(OLDEST_READABLE..=FORMAT_VERSION) => Ok(()),
         Some(&v) => Err(Error::UnsupportedFormat {
             found: v,
             supported: FORMAT_VERSION,

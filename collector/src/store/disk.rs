@@ -33,12 +33,17 @@ use parking_lot::{Mutex, RwLock};
 
 use rayon::prelude::*;
 use tally_event::Event;
-use tally_query::{NameId, QueryError, Rows, Scan, Source};
+use tally_query::filter::Prop;
+use tally_query::{Identity, NameId, QueryError, Rows, Scan, Source};
 use uuid::Uuid;
 
 use super::chunk::{self, Chunk, Sealing};
-use super::codec::{self, ChunkHeader, ColumnBlock, IdSpan, IdSpans, meta, prefix};
+use super::codec::{
+    self, ChunkHeader, ColumnBlock, IdSpan, IdSpans, LinkAnon, LinkRecord, meta, prefix,
+};
 use super::hooks;
+use super::links::{Link, Links};
+use super::props::{self, PathValues, PropsFile};
 use super::recovery;
 use super::wal::{self, Wal};
 use super::{EventStore, Outcome};
@@ -117,6 +122,9 @@ pub struct DiskStore {
     /// Bumped by every reload: a commit appended before it is never
     /// acknowledged after it.
     epoch: AtomicU64,
+    /// Property files opened so far, by chunk number (`None`: the chunk
+    /// has no usable one, its events are read instead).
+    props_files: Mutex<HashMap<u32, Option<Arc<PropsFile>>>>,
     /// Injected failures, for the tests of every failure path.
     #[cfg(test)]
     faults: faults::Faults,
@@ -301,6 +309,8 @@ struct Shared {
     persons: u32,
     /// The log holding the open chunk.
     wal: u64,
+    /// Identity links, those of the open chunk included.
+    links: Links,
 }
 
 /// What [`DiskStore::load`] read.
@@ -388,7 +398,12 @@ impl DiskStore {
                 )?;
                 true
             }
-            Some(v) if v.as_ref() == [codec::FORMAT_VERSION] => false,
+            Some(v)
+                if (codec::OLDEST_READABLE..=codec::FORMAT_VERSION).contains(&v[0])
+                    && v.len() == 1 =>
+            {
+                false
+            }
             Some(v) => {
                 return Err(Error::UnsupportedFormat {
                     found: v.first().copied().unwrap_or(0),
@@ -410,10 +425,12 @@ impl DiskStore {
                 names: HashMap::new(),
                 persons: 0,
                 wal: 0,
+                links: Links::default(),
             }),
             writer: Mutex::new(None),
             wal_file: Mutex::new(None),
             synced_blobs: Mutex::new(HashSet::new()),
+            props_files: Mutex::new(HashMap::new()),
             failed: AtomicBool::new(false),
             undo: Mutex::new(Undo::default()),
             epoch: AtomicU64::new(0),
@@ -612,7 +629,17 @@ impl DiskStore {
             let to = chunk::path(&store.join("chunks"), c.number);
             std::fs::copy(c.path(), &to)
                 .and_then(|_| File::open(&to)?.sync_all())
-                .map_err(|e| Error::io(format!("copying {}", c.path().display()), e))
+                .map_err(|e| Error::io(format!("copying {}", c.path().display()), e))?;
+            // Its property file too, when it has one (the copy's writer
+            // would rebuild it otherwise).
+            let from = props::path(&self.chunk_dir(), c.number);
+            if from.exists() {
+                let to = props::path(&store.join("chunks"), c.number);
+                std::fs::copy(&from, &to)
+                    .and_then(|_| File::open(&to)?.sync_all())
+                    .map_err(|e| Error::io(format!("copying {}", from.display()), e))?;
+            }
+            Ok::<(), Error>(())
         })?;
         // The log is numbered by the chunk count (the commit-point rule).
         let log_path = wal::path(&store.join("wal"), chunks.len() as u64);
@@ -759,6 +786,37 @@ impl DiskStore {
         self.with_writer(|_, _| Ok(()))
     }
 
+    /// Chunk `c`'s property file, if it has a usable one (one that
+    /// describes exactly its names and rows); a damaged one is logged and
+    /// its chunk's events are read instead until a writer rebuilds it.
+    fn props_file(&self, c: &Chunk) -> Option<Arc<PropsFile>> {
+        if let Some(f) = self.props_files.lock().get(&c.number) {
+            return f.clone();
+        }
+        let file = match PropsFile::open(&self.chunk_dir(), c.number) {
+            Ok(Some(f))
+                if f.names() == c.header.names.len()
+                    && c.header.names.iter().all(|s| f.matches(s.name, s.rows)) =>
+            {
+                Some(Arc::new(f))
+            }
+            Ok(Some(_)) => {
+                tracing::warn!(
+                    chunk = c.number,
+                    "a property file does not match its chunk; reading the chunk's events instead"
+                );
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the chunk's events instead of its property file");
+                None
+            }
+        };
+        self.props_files.lock().insert(c.number, file.clone());
+        file
+    }
+
     fn chunk_dir(&self) -> PathBuf {
         self.dir.join("chunks")
     }
@@ -881,13 +939,33 @@ impl DiskStore {
         } else {
             (Vec::new(), 0)
         };
-        // Only a log to replay needs the person dictionary (a query after a
-        // clean stop or an import reads no person key at all).
-        let mut published = if dictionary || !events.is_empty() {
+        // Links recorded by the chunks' property files; a chunk without one
+        // (a format 2 store not upgraded yet) offers its events' links.
+        self.props_files.lock().clear();
+        let mut links = Links::default();
+        let mut without = Vec::new();
+        for c in &chunks {
+            match self.props_file(c) {
+                Some(f) => f.links()?.into_iter().for_each(|r| links.record(r)),
+                None => without.push(c.clone()),
+            }
+        }
+        // Only a log to replay (or a chunk without links recorded) needs the
+        // person dictionary (a query after a clean stop or an import reads
+        // no person key at all).
+        let mut published = if dictionary || !events.is_empty() || !without.is_empty() {
             person_dictionary(&chunks, persons)?
         } else {
             HashMap::new()
         };
+        for c in &without {
+            c.events(&mut |e| {
+                if let Some((anon, link)) = offer(&e, |k| published.get(k).copied()) {
+                    links.offer(anon, link);
+                }
+                Ok(())
+            })?;
+        }
 
         // Replaying interns exactly as the writer did: a person or name the
         // last seal published has its id; newer ones get the next ids in
@@ -905,6 +983,7 @@ impl DiskStore {
                             let id = persons;
                             persons += 1;
                             open.new_persons.push((key.to_string(), id));
+                            links.interned(key, id);
                             id
                         }
                     };
@@ -912,6 +991,10 @@ impl DiskStore {
                     id
                 }
             };
+            let lookup = |k: &str| seen.get(k).or_else(|| published.get(k)).copied();
+            if let Some((anon, link)) = offer(&e, lookup) {
+                links.offer(anon, link);
+            }
             let name = intern(&mut names, &e.event, &mut open.new_names);
             open.push(e, person, name);
         }
@@ -925,6 +1008,7 @@ impl DiskStore {
                 names,
                 persons,
                 wal: plan.wal,
+                links,
             },
             persons: published,
             wal_valid,
@@ -1014,10 +1098,19 @@ impl DiskStore {
             } else {
                 set_aside(&self.dir, &path)?;
             }
+            // Derived from that chunk: it goes with it.
+            let props = props::path(&self.chunk_dir(), *n as u32);
+            if props.exists() {
+                remove(&props)?;
+            }
         }
         for n in chunk::numbered_files(&self.chunk_dir(), "chunk.tmp")? {
             remove(&chunk::path(&self.chunk_dir(), n as u32).with_extension("chunk.tmp"))?;
         }
+        for n in chunk::numbered_files(&self.chunk_dir(), "props.tmp")? {
+            remove(&props::path(&self.chunk_dir(), n as u32).with_extension("props.tmp"))?;
+        }
+        self.write_missing_props(&fresh, &persons)?;
         let wal = Wal::open(&self.wal_dir(), fresh.wal, wal_valid)?;
         let names = fresh.names.clone();
         *self.wal_file.lock() = Some(SyncTarget {
@@ -1034,6 +1127,73 @@ impl DiskStore {
             prefixes,
             id_sections: HashMap::new(),
         })
+    }
+
+    /// Writes the property file of every chunk without a usable one: a
+    /// format 2 store's chunks (then marks the store format 3), a chunk
+    /// adopted after a crash, a damaged file. Each is rebuilt from its
+    /// chunk's events; nothing else changes.
+    fn write_missing_props(
+        &self,
+        shared: &Shared,
+        persons: &HashMap<String, u32>,
+    ) -> Result<(), Error> {
+        let missing: Vec<&Arc<Chunk>> = shared
+            .chunks
+            .iter()
+            .filter(|c| self.props_file(c).is_none())
+            .collect();
+        if !missing.is_empty() {
+            tracing::info!(
+                chunks = missing.len(),
+                "writing property files (filters, breakdowns and identity links read them)"
+            );
+        }
+        for c in &missing {
+            let mut events = Vec::with_capacity(c.header.events as usize);
+            c.events(&mut |e| {
+                events.push(e);
+                Ok(())
+            })?;
+            let refs: Vec<&Event> = events.iter().collect();
+            let names = events
+                .iter()
+                .map(|e| {
+                    shared.names.get(&e.event).copied().ok_or_else(|| {
+                        Error::corrupt(format!(
+                            "{}: event name '{}' is not in the index",
+                            c.path().display(),
+                            e.event
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<u32>, Error>>()?;
+            let built = props::build(&refs, &names);
+            let mut touched: Vec<&str> = events
+                .iter()
+                .filter(|e| e.user_id.is_some())
+                .filter_map(|e| e.anonymous_id.as_deref())
+                .collect();
+            let introduced = c.persons()?;
+            touched.extend(introduced.iter().map(String::as_str));
+            let links = link_records(&shared.links, &[], &touched, |k| persons.get(k).copied());
+            props::write(&self.chunk_dir(), c.number, &built, &links)?;
+            self.props_files.lock().remove(&c.number);
+        }
+        if !missing.is_empty() {
+            chunk::sync_dir(&self.chunk_dir())?;
+        }
+        let db = self.db()?;
+        let format = codec::key(prefix::META, meta::FORMAT);
+        if db
+            .get(&format)?
+            .is_none_or(|v| v.as_ref() != [codec::FORMAT_VERSION])
+        {
+            db.insert(format, &[codec::FORMAT_VERSION])?;
+            self.flush_index()?;
+            tracing::info!(format = codec::FORMAT_VERSION, "the store was upgraded");
+        }
+        Ok(())
     }
 
     /// Compares every listed chunk's header in the index with the copy at
@@ -1252,11 +1412,13 @@ impl DiskStore {
         }
         let mut new_persons = Vec::new();
         let mut new_names = Vec::new();
+        let mut offers = Vec::new();
         let interned: Vec<(u32, u32)> = accepted
             .iter()
             .map(|e| {
                 let person = intern(&mut w.persons, e.person(), &mut new_persons);
                 let name = intern(&mut w.names, &e.event, &mut new_names);
+                offers.extend(offer(e, |k| w.persons.get(k).copied()));
                 (person, name)
             })
             .collect();
@@ -1265,6 +1427,7 @@ impl DiskStore {
             interned,
             persons: new_persons,
             names: new_names,
+            offers,
         };
         if open_len + fresh.events.len() >= self.chunk_events || w.wal.len() >= self.wal_max_bytes {
             self.seal(w, &chunks, fresh, false)?;
@@ -1341,6 +1504,20 @@ impl DiskStore {
                     next_person: published_persons,
                 },
             )?;
+            let names: Vec<u32> = interned[start..end].iter().map(|&(_, n)| n).collect();
+            let built = props::build(&events[start..end], &names);
+            let mut touched: Vec<&str> = events[start..end]
+                .iter()
+                .filter(|e| e.user_id.is_some())
+                .filter_map(|e| e.anonymous_id.as_deref())
+                .collect();
+            if last {
+                touched.extend(new_persons.iter().map(|(k, _)| k.as_str()));
+            }
+            let links = link_records(&shared.links, &fresh.offers, &touched, |k| {
+                w.persons.get(k).copied()
+            });
+            props::write(&self.chunk_dir(), first + i as u32, &built, &links)?;
             headers.push((first + i as u32, header));
             sorted_ids.push(ids);
         }
@@ -1398,6 +1575,7 @@ impl DiskStore {
         for (e, (person, name)) in rest.into_iter().zip(rest_interned) {
             shared.open.push(e, person, name);
         }
+        shared.add_links(&fresh);
         for (key, id) in fresh.names {
             shared.names.insert(key, id);
         }
@@ -1519,6 +1697,8 @@ struct Fresh {
     interned: Vec<(u32, u32)>,
     persons: Vec<(String, u32)>,
     names: Vec<(String, u32)>,
+    /// The identity links the events offer.
+    offers: Vec<(LinkAnon, Link)>,
 }
 
 /// The published person dictionary: the persons sections of `chunks` in
@@ -1554,6 +1734,7 @@ fn person_dictionary(chunks: &[Arc<Chunk>], count: u32) -> Result<HashMap<String
 
 impl Shared {
     fn add(&mut self, fresh: Fresh) {
+        self.add_links(&fresh);
         for (key, id) in &fresh.names {
             self.names.insert(key.clone(), *id);
         }
@@ -1564,6 +1745,80 @@ impl Shared {
             self.open.push(e, person, name);
         }
     }
+}
+
+/// The identity link `e` offers (SPEC §1), if it carries both ids;
+/// `person` finds a key's person id. The user always has one (it is the
+/// event's own person key, interned first).
+fn offer(e: &Event, person: impl Fn(&str) -> Option<u32>) -> Option<(LinkAnon, Link)> {
+    let (user, anon) = (e.user_id.as_deref()?, e.anonymous_id.as_deref()?);
+    let user_id = person(user)?;
+    let anon = match person(anon) {
+        Some(id) => LinkAnon::Person(id),
+        None => LinkAnon::Key(anon.to_string()),
+    };
+    Some((
+        anon,
+        Link {
+            ts: e.timestamp,
+            user: user_id,
+            user_key: user.into(),
+        },
+    ))
+}
+
+impl Shared {
+    /// `fresh`'s links: its offers, then its new persons (an offer may
+    /// name a key a later event of the same commit interned).
+    fn add_links(&mut self, fresh: &Fresh) {
+        for (anon, link) in &fresh.offers {
+            self.links.offer(anon.clone(), link.clone());
+        }
+        for (key, id) in &fresh.persons {
+            self.links.interned(key, *id);
+        }
+    }
+}
+
+/// The best links, as of a seal, of the anonymous ids a chunk touched
+/// (`touched`: keys): what was known (`base`) merged with the sealing
+/// commit's offers. `person` finds a key's id (the writer's dictionary,
+/// the commit's new persons included).
+fn link_records(
+    base: &Links,
+    offers: &[(LinkAnon, Link)],
+    touched: &[&str],
+    person: impl Fn(&str) -> Option<u32>,
+) -> Vec<LinkRecord> {
+    let resolve =
+        |key: &str| person(key).map_or_else(|| LinkAnon::Key(key.to_string()), LinkAnon::Person);
+    let mut merged = Links::default();
+    for (anon, link) in offers {
+        let anon = match anon {
+            LinkAnon::Key(k) => resolve(k),
+            p => p.clone(),
+        };
+        merged.offer(anon, link.clone());
+    }
+    let mut out = Vec::new();
+    let mut done = HashSet::new();
+    for &key in touched {
+        if !done.insert(key) {
+            continue;
+        }
+        let anon = resolve(key);
+        for known in [base.best(&anon), base.best(&LinkAnon::Key(key.to_string()))]
+            .into_iter()
+            .flatten()
+        {
+            merged.record(LinkRecord {
+                anon: anon.clone(),
+                ..known
+            });
+        }
+        out.extend(merged.best(&anon));
+    }
+    out
 }
 
 fn intern(map: &mut HashMap<String, u32>, key: &str, new: &mut Vec<(String, u32)>) -> u32 {
@@ -1795,24 +2050,48 @@ impl Source for DiskStore {
     }
 
     fn scan(&self, scan: &Scan<'_>) -> Result<Vec<Rows>, QueryError> {
-        if !scan.filters.is_empty() || scan.by.is_some() {
-            return Err(QueryError::Source(
-                "this store cannot filter or group by properties yet".into(),
-            ));
-        }
+        let source = |e: Error| QueryError::Source(e.to_string());
         let wanted = |name: u32| scan.names.is_none_or(|n| n.contains(&name));
         let overlaps = |min: i64, max: i64| max >= scan.from && min < scan.to;
-        let (chunks, mut out) = {
+        let paths: Vec<&[String]> = scan
+            .filters
+            .iter()
+            .map(|f| f.path.as_slice())
+            .chain(scan.by)
+            .collect();
+        let (chunks, mut out, remap) = {
             let shared = self.shared.read();
-            let open: Vec<Rows> = shared
-                .open
-                .columns
-                .iter()
-                .filter(|(name, _)| wanted(**name))
-                .map(|(&name, block)| filter_rows(name, block.clone(), scan.from, scan.to))
-                .filter(|r| !r.is_empty())
-                .collect();
-            (shared.chunks.clone(), open)
+            let remap = (scan.identity == Identity::Linked && !shared.links.is_empty())
+                .then(|| shared.links.remap());
+            let open = &shared.open;
+            let mut rows = Vec::new();
+            for (&name, block) in open.columns.iter().filter(|(name, _)| wanted(**name)) {
+                // The open chunk's rows are in acceptance order; its events
+                // are at hand, so they are read directly.
+                let events: Vec<&Event> = open
+                    .events
+                    .iter()
+                    .zip(&open.interned)
+                    .filter(|(_, (_, n))| *n == name)
+                    .map(|(e, _)| e)
+                    .collect();
+                let view = NameView {
+                    props: None,
+                    events: Some(&events),
+                    anonymous: None,
+                };
+                let r = select(
+                    name,
+                    block.clone(),
+                    scan,
+                    remap.as_deref().map(Vec::as_slice),
+                    &view,
+                );
+                if !r.is_empty() {
+                    rows.push(r);
+                }
+            }
+            (shared.chunks.clone(), rows, remap)
         };
         let sections: Vec<(&Chunk, &codec::NameSection)> = chunks
             .iter()
@@ -1823,16 +2102,153 @@ impl Source for DiskStore {
         let rows: Vec<Rows> = sections
             .par_iter()
             .map(|(c, s)| {
-                let block = c
-                    .columns(s)
-                    .map_err(|e| QueryError::Source(e.to_string()))?;
-                Ok(filter_rows(s.name, block, scan.from, scan.to))
+                let block = c.columns(s).map_err(source)?;
+                if paths.is_empty() && remap.is_none() {
+                    return Ok(filter_rows(s.name, block, scan.from, scan.to));
+                }
+                let file = self.props_file(c);
+                let props = match (&file, paths.is_empty()) {
+                    (Some(f), false) => Some(f.columns(s.name).map_err(source)?),
+                    _ => None,
+                };
+                let anonymous = match (&file, &remap) {
+                    (Some(f), Some(_)) => Some(f.anonymous(s.name).map_err(source)?),
+                    _ => None,
+                };
+                let slow = file.is_none()
+                    || props
+                        .as_ref()
+                        .is_some_and(|p| paths.iter().any(|path| props::lookup(p, path).is_none()));
+                let events = if slow {
+                    Some(self.name_events(c, s.name).map_err(source)?)
+                } else {
+                    None
+                };
+                let refs: Option<Vec<&Event>> = events.as_ref().map(|v| v.iter().collect());
+                let view = NameView {
+                    props: props.as_ref(),
+                    events: refs.as_deref(),
+                    anonymous: anonymous.as_deref(),
+                };
+                Ok(select(
+                    s.name,
+                    block,
+                    scan,
+                    remap.as_deref().map(Vec::as_slice),
+                    &view,
+                ))
             })
             .filter(|r| r.as_ref().map_or(true, |rows| !rows.is_empty()))
             .collect::<Result<_, QueryError>>()?;
         out.extend(rows);
         Ok(out)
     }
+}
+
+impl DiskStore {
+    /// The events of chunk `c` named `name`, in the row order of its column
+    /// block: the slow path of a chunk without a property file, or of a
+    /// path without a column.
+    fn name_events(&self, c: &Chunk, name: u32) -> Result<Vec<Event>, Error> {
+        let mut events = Vec::new();
+        c.events(&mut |e| {
+            events.push(e);
+            Ok(())
+        })?;
+        let names: Vec<u32> = {
+            let shared = self.shared.read();
+            events
+                .iter()
+                .map(|e| shared.names.get(&e.event).copied().unwrap_or(u32::MAX))
+                .collect()
+        };
+        let refs: Vec<&Event> = events.iter().collect();
+        let order = props::name_rows(&refs, &names)
+            .remove(&name)
+            .unwrap_or_default();
+        let mut slots: Vec<Option<Event>> = events.into_iter().map(Some).collect();
+        Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+    }
+}
+
+/// What [`select`] reads of one name's rows besides their columns: the
+/// property columns, the events themselves (the slow path), and which
+/// rows are anonymous.
+struct NameView<'a> {
+    props: Option<&'a codec::NameProps>,
+    /// In row order; when present, anything `props` lacks is read here.
+    events: Option<&'a [&'a Event]>,
+    anonymous: Option<&'a [u8]>,
+}
+
+impl NameView<'_> {
+    fn values(&self, path: &[String]) -> PathValues<'_> {
+        if let Some(v) = self.props.and_then(|p| props::lookup(p, path)) {
+            return v;
+        }
+        match self.events {
+            Some(events) => PathValues::Rows(
+                events
+                    .iter()
+                    .map(|e| Prop::at(e.properties.as_deref(), path))
+                    .collect(),
+            ),
+            None => PathValues::Missing,
+        }
+    }
+
+    fn anonymous(&self, row: usize) -> bool {
+        match (self.anonymous, self.events) {
+            (Some(bits), _) => props::bit(bits, row),
+            (None, Some(events)) => events[row].user_id.is_none(),
+            (None, None) => false,
+        }
+    }
+}
+
+/// The rows of one column block that `scan` asks for: in its range,
+/// passing its filters, with their persons resolved and their groups.
+fn select(
+    name: NameId,
+    b: ColumnBlock,
+    scan: &Scan<'_>,
+    remap: Option<&[u32]>,
+    view: &NameView<'_>,
+) -> Rows {
+    let n = b.len();
+    let mut keep: Vec<bool> =
+        b.ts.iter()
+            .map(|t| (scan.from..scan.to).contains(t))
+            .collect();
+    for f in scan.filters {
+        view.values(&f.path).apply(f, &mut keep);
+    }
+    let groups = scan.by.map(|path| view.values(path).groups(n));
+    let mut rows = Rows {
+        name,
+        ..Rows::default()
+    };
+    for i in (0..n).filter(|&i| keep[i]) {
+        let mut person = b.person[i];
+        if let Some(remap) = remap
+            && let Some(&user) = remap.get(person as usize)
+            && user != u32::MAX
+            && view.anonymous(i)
+        {
+            person = user;
+        }
+        rows.person.push(person);
+        rows.ts.push(b.ts[i]);
+        rows.stage.push(b.stage[i]);
+        rows.revenue.push(b.revenue[i]);
+        if let Some((codes, _)) = &groups {
+            rows.group.push(codes[i]);
+        }
+    }
+    if let Some((_, values)) = groups {
+        rows.values = values;
+    }
+    rows
 }
 
 fn filter_rows(name: NameId, b: ColumnBlock, from: i64, to: i64) -> Rows {
@@ -1859,6 +2275,22 @@ fn filter_rows(name: NameId, b: ColumnBlock, from: i64, to: i64) -> Rows {
         }
     }
     rows
+}
+
+/// Test access to the person keys, to compare stores by key.
+#[cfg(test)]
+impl DiskStore {
+    pub(super) fn person_keys(&self) -> HashMap<u32, String> {
+        let shared = self.shared.read();
+        let published = shared.persons - shared.open.new_persons.len() as u32;
+        let mut keys: HashMap<u32, String> = person_dictionary(&shared.chunks, published)
+            .expect("dictionary")
+            .into_iter()
+            .map(|(k, v)| (v, k))
+            .collect();
+        keys.extend(shared.open.new_persons.iter().map(|(k, v)| (*v, k.clone())));
+        keys
+    }
 }
 
 #[cfg(test)]
@@ -1964,10 +2396,13 @@ mod tests {
             .sum()
     }
 
+    /// The files in `dir/sub`, property files left out (each chunk has
+    /// one; the tests of property files look for them by name).
     fn files(dir: &Path, sub: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir.join(sub))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.ends_with(".props"))
             .collect();
         v.sort();
         v

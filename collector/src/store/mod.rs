@@ -6,9 +6,13 @@
 pub mod chunk;
 pub mod codec;
 pub mod disk;
+pub mod links;
 #[cfg(test)]
 mod powercut;
+pub mod props;
 pub mod recovery;
+#[cfg(test)]
+mod scan_tests;
 pub mod wal;
 pub mod writer;
 
