@@ -515,6 +515,67 @@ pub fn decode_links(bytes: &[u8]) -> Result<Vec<LinkRecord>, Error> {
     decompressed(bytes, "links")
 }
 
+/// A person's deletion (`tally delete-person`), as the deletions file
+/// records it: the events counted for `user` in chunks numbered below
+/// `chunks` are deleted (the open chunk is sealed first, so that is every
+/// event stored before the deletion). Persons by id (for the column rows)
+/// and by key (for whole events).
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Deletion {
+    /// Chunks before this number hold the deleted events.
+    pub chunks: u32,
+    /// The person's id.
+    pub person: u32,
+    /// The person's key.
+    pub key: String,
+    /// True when the key's own anonymous events count for it (the key,
+    /// as an anonymous id, was linked to no other user).
+    pub own_anonymous: bool,
+    /// The anonymous ids linked to the person then, by id…
+    pub anonymous: Vec<u32>,
+    /// …and by key.
+    pub anonymous_keys: Vec<String>,
+}
+
+/// One record of the deletions file: `[len][crc][version][bincode]`.
+pub fn encode_deletion(d: &Deletion) -> Vec<u8> {
+    let payload = versioned(d);
+    let mut out = Vec::with_capacity(8 + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Every intact record of a deletions file, and the length they span (a
+/// record torn by a crash can only be the last: it was never
+/// acknowledged). A bad record followed by more bytes is damage.
+pub fn decode_deletions(bytes: &[u8]) -> Result<(Vec<Deletion>, usize), Error> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(head) = bytes.get(at..at + 8) else {
+            break;
+        };
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let sum = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+        let Some(payload) = bytes.get(at + 8..at + 8 + len) else {
+            break;
+        };
+        if crc(payload) != sum {
+            if at + 8 + len >= bytes.len() {
+                break;
+            }
+            return Err(Error::corrupt(format!(
+                "deletion record at byte {at}: checksum mismatch"
+            )));
+        }
+        out.push(unversioned(payload, "deletion record")?);
+        at += 8 + len;
+    }
+    Ok((out, at))
+}
+
 /// Events as an events sub-block stores them: column by column (names
 /// together, person keys together, ...), which zstd compresses far better
 /// than event after event. Timestamps are deltas from the previous event.

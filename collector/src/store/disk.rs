@@ -41,6 +41,7 @@ use super::chunk::{self, Chunk, Sealing};
 use super::codec::{
     self, ChunkHeader, ColumnBlock, IdSpan, IdSpans, LinkAnon, LinkRecord, meta, prefix,
 };
+use super::deletions::{self, Deletions, RowTest};
 use super::hooks;
 use super::links::{Link, Links};
 use super::props::{self, PathValues, PropsFile};
@@ -76,6 +77,9 @@ pub struct StoreOptions {
     /// may be running). sled has no read-only mode and locks its files
     /// exclusively, so a reader opens a private copy of the index.
     pub read_only: bool,
+    /// `--keep`: events older than now minus this many milliseconds are
+    /// left out of every read (and compaction removes them).
+    pub keep_ms: Option<i64>,
 }
 
 impl Default for StoreOptions {
@@ -84,6 +88,7 @@ impl Default for StoreOptions {
             cache_capacity: 64 * 1024 * 1024,
             chunk_events: 65_536,
             wal_max_bytes: 64 << 20,
+            keep_ms: None,
             skip_damaged: false,
             read_only: false,
         }
@@ -105,6 +110,8 @@ pub struct DiskStore {
     index_is_new: bool,
     /// [`StoreOptions::skip_damaged`].
     skip_damaged: bool,
+    /// [`StoreOptions::keep_ms`].
+    keep_ms: Option<i64>,
     /// What readers see; changed only by the writer, briefly.
     shared: RwLock<Shared>,
     /// Loaded on the first append, so read-only users (queries, export)
@@ -311,6 +318,8 @@ struct Shared {
     wal: u64,
     /// Identity links, those of the open chunk included.
     links: Links,
+    /// Deleted persons.
+    deletions: Arc<Deletions>,
 }
 
 /// What [`DiskStore::load`] read.
@@ -419,6 +428,7 @@ impl DiskStore {
             wal_max_bytes: options.wal_max_bytes,
             index_is_new: created,
             skip_damaged: options.skip_damaged,
+            keep_ms: options.keep_ms,
             shared: RwLock::new(Shared {
                 chunks: Vec::new(),
                 open: OpenChunk::default(),
@@ -426,6 +436,7 @@ impl DiskStore {
                 persons: 0,
                 wal: 0,
                 links: Links::default(),
+                deletions: Arc::default(),
             }),
             writer: Mutex::new(None),
             wal_file: Mutex::new(None),
@@ -597,7 +608,7 @@ impl DiskStore {
                 dest.display()
             )));
         }
-        let (chunks, log) = {
+        let (chunks, log, deleted) = {
             let _writer = self.writer.lock();
             let shared = self.shared.read();
             let path = wal::path(&self.wal_dir(), shared.wal);
@@ -617,7 +628,12 @@ impl DiskStore {
                 log.truncate(t.synced.load(Ordering::SeqCst) as usize);
             }
             log.truncate(codec::wal_intact_prefix(&log));
-            (shared.chunks.clone(), log)
+            let deletions = match std::fs::read(deletions::path(&self.dir)) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::io("reading the deletions file", e)),
+            };
+            (shared.chunks.clone(), log, deletions)
         };
         let store = dest.join("store");
         for sub in ["chunks", "wal"] {
@@ -646,6 +662,13 @@ impl DiskStore {
         std::fs::write(&log_path, &log)
             .and_then(|()| File::open(&log_path)?.sync_all())
             .map_err(|e| Error::io(format!("writing {}", log_path.display()), e))?;
+        // The deletions too: the copied chunks still hold deleted events.
+        if let Some(bytes) = deleted {
+            let to = deletions::path(&store);
+            std::fs::write(&to, bytes)
+                .and_then(|()| File::open(&to)?.sync_all())
+                .map_err(|e| Error::io(format!("writing {}", to.display()), e))?;
+        }
         for d in ["chunks", "wal"] {
             chunk::sync_dir(&store.join(d))?;
         }
@@ -730,10 +753,15 @@ impl DiskStore {
     ) -> Result<(), Error> {
         // One snapshot of both, so a seal running meanwhile (which moves
         // the open events into a chunk) can neither hide nor double them.
-        let (chunks, open) = {
+        let (chunks, open, deleted) = {
             let shared = self.shared.read();
-            (shared.chunks.clone(), shared.open.events.clone())
+            (
+                shared.chunks.clone(),
+                shared.open.events.clone(),
+                shared.deletions.clone(),
+            )
         };
+        let from = from.max(self.kept_from());
         for c in chunks {
             if c.header.max_ts < from || c.header.min_ts >= to {
                 continue;
@@ -742,7 +770,7 @@ impl DiskStore {
             // Errors of `each` (the export's output) are not the chunk's.
             let mut downstream = None;
             let read = c.events(&mut |e| {
-                if (from..to).contains(&e.timestamp) {
+                if (from..to).contains(&e.timestamp) && !deleted.event_deleted(Some(c.number), &e) {
                     if let Err(err) = each(e) {
                         downstream = Some(err);
                         return Err(Error::Unavailable("stopped".into()));
@@ -777,6 +805,12 @@ impl DiskStore {
             }
         }
         Ok(())
+    }
+
+    /// The earliest timestamp reads keep (`--keep`), `i64::MIN` without.
+    fn kept_from(&self) -> i64 {
+        self.keep_ms
+            .map_or(i64::MIN, |k| tally_event::time::now_ms().saturating_sub(k))
     }
 
     /// Starts the writer now (a collector does this at start), so that
@@ -1009,6 +1043,7 @@ impl DiskStore {
                 persons,
                 wal: plan.wal,
                 links,
+                deletions: Arc::new(Deletions::load(&self.dir)?),
             },
             persons: published,
             wal_valid,
@@ -2020,6 +2055,65 @@ impl EventStore for DiskStore {
         }
     }
 
+    fn delete_person(&self, key: &str) -> Result<u64, Error> {
+        self.with_writer(|s, w| {
+            // Sealed first, so the deletion covers whole chunks: exactly
+            // the events stored before it.
+            if !s.shared.read().open.events.is_empty() {
+                let chunks = s.shared.read().chunks.clone();
+                s.seal(w, &chunks, Fresh::default(), true)?;
+            }
+            let Some(&person) = w.persons.get(key) else {
+                return Ok(0);
+            };
+            let counted = |s: &DiskStore| -> Result<u64, Error> {
+                let rows = s
+                    .scan(&Scan {
+                        from: i64::MIN,
+                        to: i64::MAX,
+                        ..Scan::default()
+                    })
+                    .map_err(|e| Error::Unavailable(e.to_string()))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| r.person.iter().filter(|&&p| p == person).count() as u64)
+                    .sum())
+            };
+            let deleted = counted(s)?;
+            if deleted == 0 {
+                return Ok(0);
+            }
+            let deletion = {
+                let shared = s.shared.read();
+                let anonymous = shared.links.linked_to(person);
+                let wanted: HashSet<u32> = anonymous.iter().copied().collect();
+                let mut keys: Vec<(u32, String)> = w
+                    .persons
+                    .iter()
+                    .filter(|(_, id)| wanted.contains(id))
+                    .map(|(k, &id)| (id, k.clone()))
+                    .collect();
+                keys.sort_unstable();
+                codec::Deletion {
+                    chunks: shared.chunks.len() as u32,
+                    person,
+                    key: key.to_string(),
+                    own_anonymous: shared
+                        .links
+                        .user_of(person)
+                        .is_none_or(|user| user == person),
+                    anonymous,
+                    anonymous_keys: keys.into_iter().map(|(_, k)| k).collect(),
+                }
+            };
+            let mut all = (*s.shared.read().deletions).clone();
+            all.append(&s.dir, deletion)?;
+            s.shared.write().deletions = Arc::new(all);
+            debug_assert_eq!(counted(s)?, 0);
+            Ok(deleted)
+        })
+    }
+
     fn close(&self) -> Result<(), Error> {
         if self.shared.read().open.events.is_empty() {
             return Ok(());
@@ -2059,7 +2153,12 @@ impl Source for DiskStore {
             .map(|f| f.path.as_slice())
             .chain(scan.by)
             .collect();
-        let (chunks, mut out, remap) = {
+        let kept = Scan {
+            from: scan.from.max(self.kept_from()),
+            ..*scan
+        };
+        let scan = &kept;
+        let (chunks, mut out, remap, deleted) = {
             let shared = self.shared.read();
             let remap = (scan.identity == Identity::Linked && !shared.links.is_empty())
                 .then(|| shared.links.remap());
@@ -2085,13 +2184,14 @@ impl Source for DiskStore {
                     block.clone(),
                     scan,
                     remap.as_deref().map(Vec::as_slice),
+                    None,
                     &view,
                 );
                 if !r.is_empty() {
                     rows.push(r);
                 }
             }
-            (shared.chunks.clone(), rows, remap)
+            (shared.chunks.clone(), rows, remap, shared.deletions.clone())
         };
         let sections: Vec<(&Chunk, &codec::NameSection)> = chunks
             .iter()
@@ -2103,7 +2203,8 @@ impl Source for DiskStore {
             .par_iter()
             .map(|(c, s)| {
                 let block = c.columns(s).map_err(source)?;
-                if paths.is_empty() && remap.is_none() {
+                let gone = deleted.rows(c.number);
+                if paths.is_empty() && remap.is_none() && gone.is_none() {
                     return Ok(filter_rows(s.name, block, scan.from, scan.to));
                 }
                 let file = self.props_file(c);
@@ -2111,8 +2212,10 @@ impl Source for DiskStore {
                     (Some(f), false) => Some(f.columns(s.name).map_err(source)?),
                     _ => None,
                 };
-                let anonymous = match (&file, &remap) {
-                    (Some(f), Some(_)) => Some(f.anonymous(s.name).map_err(source)?),
+                let anonymous = match &file {
+                    Some(f) if remap.is_some() || gone.is_some() => {
+                        Some(f.anonymous(s.name).map_err(source)?)
+                    }
                     _ => None,
                 };
                 let slow = file.is_none()
@@ -2135,6 +2238,7 @@ impl Source for DiskStore {
                     block,
                     scan,
                     remap.as_deref().map(Vec::as_slice),
+                    gone.as_ref(),
                     &view,
                 ))
             })
@@ -2213,6 +2317,7 @@ fn select(
     b: ColumnBlock,
     scan: &Scan<'_>,
     remap: Option<&[u32]>,
+    deleted: Option<&RowTest>,
     view: &NameView<'_>,
 ) -> Rows {
     let n = b.len();
@@ -2230,6 +2335,9 @@ fn select(
     };
     for i in (0..n).filter(|&i| keep[i]) {
         let mut person = b.person[i];
+        if deleted.is_some_and(|d| d.deleted(person, view.anonymous(i))) {
+            continue;
+        }
         if let Some(remap) = remap
             && let Some(&user) = remap.get(person as usize)
             && user != u32::MAX

@@ -5,6 +5,9 @@
 
 pub mod chunk;
 pub mod codec;
+#[cfg(test)]
+mod delete_tests;
+pub mod deletions;
 pub mod disk;
 pub mod links;
 #[cfg(test)]
@@ -102,6 +105,17 @@ pub trait EventStore: Source + Send + Sync + 'static {
         let _ = dest;
         Err(Error::Unavailable(
             "this store has no built-in backup; use its own tools".into(),
+        ))
+    }
+
+    /// Deletes every event counted for person `key` (SPEC §3: with
+    /// identity linking, a user's own events and those of the anonymous
+    /// ids linked to it); returns how many. From the answer on, no read
+    /// sees them; compaction removes their bytes.
+    fn delete_person(&self, key: &str) -> Result<u64, Error> {
+        let _ = key;
+        Err(Error::Unavailable(
+            "this store cannot delete persons".into(),
         ))
     }
 
