@@ -135,7 +135,8 @@ fn a_torn_deletion_record_is_not_a_deletion_and_the_next_one_is_kept() {
     let file = super::deletions::path(dir.path());
     let mut bytes = std::fs::read(&file).unwrap();
     let whole = bytes.len();
-    bytes.extend_from_slice(&bytes[..whole / 2].to_vec());
+    let torn = bytes[..whole / 2].to_vec();
+    bytes.extend_from_slice(&torn);
     std::fs::write(&file, &bytes).unwrap();
     let store = open(dir.path(), &StoreOptions::default());
     assert_eq!(exported(&store), vec![1, 2, 3, 5, 6]);
