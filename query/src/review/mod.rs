@@ -50,6 +50,31 @@ pub struct Kpi {
 }
 
 impl Kpi {
+    /// The event names the KPI reads (`any` excluded), so a misspelt name
+    /// can be warned about.
+    pub fn event_names(&self) -> Vec<&str> {
+        fn simple(s: &Simple) -> Option<&str> {
+            s.event.as_deref().filter(|e| *e != "any")
+        }
+        let mut names: Vec<&str> = match &self.measure {
+            Measure::Simple(s) => simple(s).into_iter().collect(),
+            Measure::Ratio(n, d) => simple(n).into_iter().chain(simple(d)).collect(),
+            Measure::Funnel { params, .. }
+            | Measure::Activation { params, .. }
+            | Measure::Retention { params, .. } => params
+                .iter()
+                .flat_map(|(k, v)| match k.as_str() {
+                    "steps" => v.split(',').map(str::trim).collect(),
+                    "start" | "event" | "return" => vec![v.trim()],
+                    _ => Vec::new(),
+                })
+                .filter(|e| *e != "any")
+                .collect(),
+        };
+        names.dedup();
+        names
+    }
+
     /// How long after a period's end the KPI's number for it is final:
     /// zero for counts and ratios, the window, `within`, or `(k + 1) × L`.
     pub fn maturity_ms(&self) -> i64 {

@@ -200,8 +200,10 @@ impl ReviewResult {
             .flat_map(|k| k.pair.iter().map(move |p| (p.as_str(), k.name.as_str())))
             .collect();
         for k in &self.kpis {
-            let moved = match (k.good_direction(), k.change_sign()) {
-                (Some(good), Some(sign)) if sign != 0 => Some(sign == good),
+            // Without a target or tripwire to say which way is good, a
+            // KPI is taken as higher-is-better (counts, money, rates).
+            let moved = match (k.good_direction().unwrap_or(1), k.change_sign()) {
+                (good, Some(sign)) if sign != 0 => Some(sign == good),
                 _ => None,
             };
             let what = format!(

@@ -495,8 +495,9 @@ tripwire = "> 1000"
 
     let r = review(
         &dataset(),
-        "[[kpi]]\nname = \"Paying\"\nmetric = \"paying_users\"\npair = [\"ARPU\"]\n\
-         [[kpi]]\nname = \"ARPU\"\nmetric = \"arpu\"\ntripwire = \"< 5\"\n",
+        "[[kpi]]\nname = \"Paying\"\nmetric = \"paying_users\"\npair = [\"ARPU\", \"Revenue\"]\n\
+         [[kpi]]\nname = \"ARPU\"\nmetric = \"arpu\"\ntripwire = \"< 5\"\n\
+         [[kpi]]\nname = \"Revenue\"\nmetric = \"revenue\"\n",
         "2026-03-18T00:00:00Z",
     );
     let md = r.render(ReviewFormat::Markdown, &Zone::utc());
@@ -505,6 +506,14 @@ tripwire = "> 1000"
         watch.contains("**ARPU**") && watch.contains("tripwire < 5 tripped"),
         "{md}"
     );
+    // Revenue has neither target nor tripwire: higher is better, and it
+    // fell from 100 to 0 beside the goal it is paired with.
+    assert!(
+        watch.contains("**Revenue** (week of 2026-03-09): 0.00, ▼ -100.00 — moved the wrong way (paired with Paying)"),
+        "{md}"
+    );
+    // Paying fell too, but is no one's pair.
+    assert!(!watch.contains("**Paying**"), "{md}");
 }
 
 #[test]
