@@ -119,6 +119,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_apps_file_is_valid() {
+        let text = include_str!("../../examples/kpis.toml");
+        let kpis = review::parse_kpis("examples/kpis.toml", text).unwrap_or_else(|e| panic!("{e}"));
+        assert!(kpis.len() >= 7);
+    }
+
+    #[test]
     fn init_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kpis.toml");

@@ -200,12 +200,13 @@ impl ReviewResult {
             .flat_map(|k| k.pair.iter().map(move |p| (p.as_str(), k.name.as_str())))
             .collect();
         for k in &self.kpis {
-            // Without a target or tripwire to say which way is good, a
-            // KPI is taken as higher-is-better (counts, money, rates).
-            let moved = match (k.good_direction().unwrap_or(1), k.change_sign()) {
-                (good, Some(sign)) if sign != 0 => Some(sign == good),
-                _ => None,
-            };
+            // Which way is good comes from the target, else the tripwire.
+            // A win needs one of them (a direction the team chose); a pair
+            // without either is taken as higher-is-better (counts, money,
+            // rates), so a counter-metric that falls is still watched.
+            let sign = k.change_sign().filter(|s| *s != 0);
+            let moved = sign.zip(k.good_direction()).map(|(s, good)| s == good);
+            let moved_or_fell = sign.map(|s| s == k.good_direction().unwrap_or(1));
             let what = format!(
                 "**{}** ({}): {}{}",
                 md(&k.name),
@@ -231,7 +232,7 @@ impl ReviewResult {
             } else if moved == Some(true) {
                 wins.push(format!("- {what} — moved the right way"));
             }
-            if moved == Some(false) {
+            if moved_or_fell == Some(false) {
                 let goals: Vec<String> = paired
                     .iter()
                     .filter(|(p, _)| *p == k.name)

@@ -436,6 +436,8 @@ tripwire = "< 0.6"
         wins.contains("**Signups**") && wins.contains("target >= 2 met"),
         "{md}"
     );
+    // Revenue rose, but has no target or tripwire to say that is good.
+    assert!(!wins.contains("**Revenue**"), "{md}");
     assert!(
         watch.contains("**Invoice within a day**") && watch.contains("tripwire < 0.6 tripped"),
         "{md}"
