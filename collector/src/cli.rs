@@ -17,12 +17,14 @@ use crate::store::{DiskStore, StoreOptions};
 const ABOUT: &str = "\
 Tally: self-hosted product analytics in one binary. `tally serve` collects
 events over HTTP into an embedded store; the same binary answers funnel,
-activation, retention, lifecycle and active-user questions.
+activation, retention, lifecycle, active-user and trend questions, and
+keeps a KPI scorecard (`tally review`).
 
 Examples:
   tally serve                                    # collector on 127.0.0.1:8080, data in ./tally-data
   tally events                                   # what has been sent so far
-  tally funnel --steps signup,invoice_sent --window 7d --last 30d";
+  tally funnel --steps signup,invoice_sent --window 7d --last 30d
+  tally review --init && tally review            # the weekly KPI scorecard of DATA/kpis.toml";
 
 /// Tally: self-hosted product analytics in one binary.
 #[derive(Debug, Parser)]
