@@ -567,18 +567,14 @@ impl Checker<'_> {
         } else {
             None
         };
-        let wheres = filters.iter().map(|w| ("where".to_string(), w.clone()));
-        let mut raw = RawParams::new(placeholder_range().into_iter().chain(wheres));
+        let pairs = event
+            .iter()
+            .map(|e| ("event".to_string(), e.clone()))
+            .chain(placeholder_range())
+            .chain(filters.iter().map(|w| ("where".to_string(), w.clone())));
+        let mut raw = RawParams::new(pairs);
         let checked = match &event {
-            Some(e) => {
-                raw = RawParams::new(
-                    [("event".to_string(), e.clone())]
-                        .into_iter()
-                        .chain(placeholder_range())
-                        .chain(filters.iter().map(|w| ("where".to_string(), w.clone()))),
-                );
-                trend::TrendParams::from_raw(&mut raw, 0).map(|_| ())
-            }
+            Some(_) => trend::TrendParams::from_raw(&mut raw, 0).map(|_| ()),
             None => lifecycle::LifecycleParams::from_raw(&mut raw, 0).map(|_| ()),
         }
         .and_then(|()| raw.finish());
