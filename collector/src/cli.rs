@@ -17,12 +17,14 @@ use crate::store::{DiskStore, StoreOptions};
 const ABOUT: &str = "\
 Tally: self-hosted product analytics in one binary. `tally serve` collects
 events over HTTP into an embedded store; the same binary answers funnel,
-activation, retention, lifecycle and active-user questions.
+activation, retention, lifecycle, active-user and trend questions, and
+keeps a KPI scorecard (`tally review`).
 
 Examples:
   tally serve                                    # collector on 127.0.0.1:8080, data in ./tally-data
   tally events                                   # what has been sent so far
-  tally funnel --steps signup,invoice_sent --window 7d --last 30d";
+  tally funnel --steps signup,invoice_sent --window 7d --last 30d
+  tally review --init && tally review            # the weekly KPI scorecard of DATA/kpis.toml";
 
 /// Tally: self-hosted product analytics in one binary.
 #[derive(Debug, Parser)]
@@ -53,6 +55,10 @@ enum Command {
     /// Events, users or revenue of one event (or any) per hour, day, week
     /// or month.
     Trend(TrendArgs),
+    /// The KPI scorecard of kpis.toml: each KPI for the latest period that
+    /// is over and mature for it, beside the period before; exit 3 when a
+    /// tripwire trips.
+    Review(ReviewArgs),
     /// What is in the store: each event's count, users, first and last
     /// time and property names (all time unless --from/--to/--last).
     Events(EventsArgs),
@@ -314,6 +320,41 @@ struct TrendArgs {
 }
 
 #[derive(Debug, Args)]
+struct ReviewArgs {
+    /// day, week (ISO, Monday) or month, in --tz [default: week]
+    #[arg(long)]
+    period: Option<String>,
+    /// Report the periods that are over (and mature) by this time, a date
+    /// or RFC 3339 [default: now]
+    #[arg(long)]
+    as_of: Option<String>,
+    /// The KPI file [default: DATA/kpis.toml]; not with --server, where
+    /// the collector reviews its own DATA/kpis.toml
+    #[arg(long, conflicts_with = "server")]
+    kpis: Option<PathBuf>,
+    /// Write a starter KPI file (to --kpis FILE or DATA/kpis.toml); never
+    /// overwrites one
+    #[arg(long, conflicts_with = "server")]
+    init: bool,
+    /// Data directory (when no collector holds it) [default: ./tally-data]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// URL of a running collector, e.g. http://127.0.0.1:8080 (TALLY_SERVER
+    /// when neither --server nor --data is given)
+    #[arg(long, conflicts_with = "data")]
+    server: Option<String>,
+    /// Read key of the collector
+    #[arg(long, env = "TALLY_READ_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Output: table, json, csv or markdown (a weekly update to paste)
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// IANA time zone of the periods, e.g. Europe/Berlin [default: UTC]
+    #[arg(long)]
+    tz: Option<String>,
+}
+
+#[derive(Debug, Args)]
 struct EventsArgs {
     #[command(flatten)]
     q: QueryArgs,
@@ -351,7 +392,8 @@ impl From<QueryError> for Failure {
     }
 }
 
-/// Runs the command line and returns the process exit code.
+/// Runs the command line and returns the process exit code: 0 ok, 1
+/// failed, 2 bad usage, 3 a KPI tripwire tripped (`tally review`).
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -447,7 +489,82 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Check(a) => check(a),
         Command::Backup(a) => backup(a),
         Command::Events(a) => analysis("events", &a.q, vec![]),
+        Command::Review(a) => review(a),
     }
+}
+
+/// `tally review`: exit 0, or 3 when any tripwire tripped.
+fn review(a: ReviewArgs) -> Result<ExitCode, Failure> {
+    use tally_query::review::ReviewFormat;
+    let format: ReviewFormat = a
+        .format
+        .parse()
+        .map_err(|m| Failure::Usage(format!("--format: {m}")))?;
+    let data = a
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("./tally-data"));
+    let path = a
+        .kpis
+        .clone()
+        .unwrap_or_else(|| crate::review::default_path(&data));
+    if a.init {
+        crate::review::init(&path).map_err(Failure::Failed)?;
+        println!(
+            "wrote {}: edit the event names to yours, then run `tally review`",
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pairs: Vec<(String, String)> = [("period", &a.period), ("as-of", &a.as_of), ("tz", &a.tz)]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))
+        .collect();
+    let zone = |tz: &Option<String>| {
+        tz.as_deref()
+            .and_then(|z| tally_query::Zone::parse(z).ok())
+            .unwrap_or_default()
+    };
+    // As for the analyses: an explicit --data wins over TALLY_SERVER.
+    let server = a.server.clone().or_else(|| {
+        (a.data.is_none() && a.kpis.is_none())
+            .then(|| std::env::var("TALLY_SERVER").ok())
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+    });
+    let (result, warnings) = match &server {
+        Some(server) => {
+            let key = a.key.as_deref().ok_or_else(|| {
+                Failure::Usage("--key (or TALLY_READ_KEY) is required with --server".into())
+            })?;
+            let (json, warnings) = remote(server, key, "review", &pairs)?;
+            let result: tally_query::review::ReviewResult =
+                serde_json::from_str(&json).map_err(|e| {
+                    Failure::Failed(format!("unexpected answer from the collector: {e}"))
+                })?;
+            (result, warnings)
+        }
+        None => {
+            // Parameters and the file are checked before the store is
+            // opened, so mistakes in them are usage errors even when the
+            // data directory is busy.
+            let params = crate::review::params(pairs, tally_event::time::now_ms())?;
+            let kpis = crate::review::load(&path).map_err(|e| Failure::Usage(e.to_string()))?;
+            let store = open_existing(&data, false)?;
+            crate::review::run(&store, &kpis, &params)?
+        }
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(result.render(format, &zone(&a.tz)).as_bytes());
+    let _ = stdout.flush();
+    Ok(if result.tripped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 /// `--format` of the commands that print a table or JSON: true for JSON.

@@ -13,6 +13,7 @@ pub mod http;
 pub mod import;
 pub mod keys;
 pub mod remote;
+pub mod review;
 pub mod store;
 
 pub use error::Error;

@@ -26,5 +26,6 @@ pub mod funnel;
 mod group;
 pub mod lifecycle;
 pub mod retention;
+pub mod review;
 mod stats;
 pub mod trend;

@@ -77,6 +77,16 @@ const PAYING: u16 = 1 << 8;
 
 /// Runs the lifecycle analysis.
 pub fn run(src: &dyn Source, p: &LifecycleParams) -> Result<LifecycleResult, QueryError> {
+    run_with_sales(src, p).map(|(result, _)| result)
+}
+
+/// Runs the lifecycle analysis and also returns the sum of the positive
+/// amounts (AOV's numerator), which the KPI review shows beside AOV: the
+/// JSON of SPEC §4 has only the quotient, and `aov × orders` is not exact.
+pub fn run_with_sales(
+    src: &dyn Source,
+    p: &LifecycleParams,
+) -> Result<(LifecycleResult, f64), QueryError> {
     let rows = src.scan(&Scan {
         names: None,
         from: p.from,
@@ -93,7 +103,8 @@ pub fn run(src: &dyn Source, p: &LifecycleParams) -> Result<LifecycleResult, Que
         |part, r, range| part.add_rows(r, range, p),
         Partial::merge,
     );
-    Ok(part.finish())
+    let sales = part.positive.value() + 0.0;
+    Ok((part.finish(), sales))
 }
 
 /// A mergeable partial lifecycle.

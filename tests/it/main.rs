@@ -16,6 +16,7 @@ mod http_limits;
 mod http_queries;
 mod import_export;
 mod messages;
+mod review;
 mod sdk_e2e;
 mod store_damage;
 mod store_failure;

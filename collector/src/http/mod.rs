@@ -211,6 +211,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
                 get_or_head().to(dashboard::asset),
             ))
             .service(endpoint("/v1/export", web::get().to(query::export)))
+            .service(endpoint("/v1/review", get_or_head().to(query::review)))
             .service(endpoint("/v1/admin/backup", web::post().to(admin::backup)))
             .service(
                 web::resource("/v1/{analysis}")

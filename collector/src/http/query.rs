@@ -1,4 +1,5 @@
-//! `GET /v1/{funnel,retention,activation,lifecycle,active,events}`.
+//! `GET /v1/{funnel,retention,activation,lifecycle,active,trend,events}`,
+//! `GET /v1/review` and `GET /v1/export`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -49,6 +50,54 @@ pub async fn analysis(
         resp.insert_header((WARNING_HEADER, ascii_json(&answer.warnings)));
     }
     Ok(resp.body(answer.body))
+}
+
+/// `GET /v1/review?period=&as-of=&tz=`: the review of the KPI file in the
+/// collector's data directory, read on every request (an edited file
+/// applies at once). A missing or bad file is the collector's
+/// configuration, not the client's mistake: 500, with the file's problems.
+pub async fn review(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state.keys, Need::Read)?;
+    let mut pairs: Vec<(String, String)> =
+        web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?
+            .into_inner()
+            .into_iter()
+            .map(|(k, v)| {
+                let v = restore_offset_plus(&k, v);
+                (k, v)
+            })
+            .collect();
+    if let Some((_, v)) = pairs.iter().find(|(k, v)| k == "format" && v != "json") {
+        return Err(ApiError::BadRequest(format!(
+            "--format: '{v}' is not available over HTTP (answers are JSON; give format=json or nothing)"
+        )));
+    }
+    pairs.retain(|(k, _)| k != "format");
+    let params = crate::review::params(pairs, tally_event::time::now_ms())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let path = crate::review::default_path(&state.config.data);
+    let store = state.store.clone();
+    let (result, warnings) = web::block(move || {
+        let kpis = crate::review::load(&path).map_err(|e| ApiError::Internal(e.to_string()))?;
+        crate::review::run(&*store, &kpis, &params).map_err(|e| match e {
+            tally_query::QueryError::BadParam { .. } => ApiError::BadRequest(e.to_string()),
+            tally_query::QueryError::Source(m) => ApiError::Internal(m),
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let mut resp = HttpResponse::Ok();
+    resp.content_type("application/json");
+    if !warnings.is_empty() {
+        resp.insert_header((WARNING_HEADER, ascii_json(&warnings)));
+    }
+    let mut body = serde_json::to_string_pretty(&result).expect("results serialize");
+    body.push('\n');
+    Ok(resp.body(body))
 }
 
 /// The header that carries an answer's warnings (an event name never seen)
