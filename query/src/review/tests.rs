@@ -675,11 +675,9 @@ mod same_answers {
         .prop_map(move |v| {
             v.into_iter()
                 .map(|(p, n, at, money)| MemEvent {
-                    person: format!("p{p}"),
-                    name: NAMES[n].to_string(),
-                    ts: base + at * 600_000,
                     stage: money.map(|_| Stage::Revenue),
                     revenue: money.map(f64::from),
+                    ..MemEvent::new(&format!("p{p}"), NAMES[n], base + at * 600_000)
                 })
                 .collect()
         })
