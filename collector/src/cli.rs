@@ -11,7 +11,7 @@ use tally_query::{Format, QueryError};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::store::{DiskStore, StoreOptions};
+use crate::store::{DiskStore, EventStore, StoreOptions};
 
 /// What `tally --help` starts with.
 const ABOUT: &str = "\
@@ -67,6 +67,28 @@ enum Command {
     /// A consistent copy of the store that `tally serve --data DEST` opens
     /// (offline with --data, or from a running collector with --server).
     Backup(BackupArgs),
+    /// Delete every event counted for a person (with identity linking, a
+    /// user's own events and those of the anonymous ids linked to it);
+    /// offline with --data, or through a running collector with --server.
+    DeletePerson(DeletePersonArgs),
+}
+
+#[derive(Debug, Args)]
+struct DeletePersonArgs {
+    /// The person's key: a user_id, or an anonymous_id
+    person: String,
+    /// Data directory, when no collector holds it [default: ./tally-data]
+    #[arg(long, conflicts_with = "server")]
+    data: Option<PathBuf>,
+    /// URL of a running collector, e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    server: Option<String>,
+    /// The collector's admin key (TALLY_ADMIN_KEY)
+    #[arg(long, env = "TALLY_ADMIN_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Output: table or json
+    #[arg(long, default_value = "table")]
+    format: String,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +165,11 @@ struct ServeArgs {
     /// (TALLY_INGEST_RATE_PER_IP) [default: 50]
     #[arg(long)]
     ingest_rate_per_ip: Option<u32>,
+    /// Keep events this long, e.g. 400d; older ones are left out of every
+    /// answer and removed by compaction (TALLY_KEEP, tally.toml's keep)
+    /// [default: keep everything]
+    #[arg(long)]
+    keep: Option<String>,
     /// Configuration file [default: ./tally.toml if present]
     #[arg(long)]
     config: Option<PathBuf>,
@@ -488,6 +515,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         ),
         Command::Check(a) => check(a),
         Command::Backup(a) => backup(a),
+        Command::DeletePerson(a) => delete_person(a),
         Command::Events(a) => analysis("events", &a.q, vec![]),
         Command::Review(a) => review(a),
     }
@@ -576,6 +604,56 @@ fn json_or_table(format: &str) -> Result<bool, Failure> {
             "--format: expected table or json, got {other:?}"
         ))),
     }
+}
+
+fn delete_person(a: DeletePersonArgs) -> Result<ExitCode, Failure> {
+    let json = json_or_table(&a.format)?;
+    if a.person.is_empty() {
+        return Err(Failure::Usage("the person key is empty".into()));
+    }
+    let deleted = match &a.server {
+        Some(server) => {
+            let key = a.key.as_deref().ok_or_else(|| {
+                Failure::Usage("--key (or TALLY_ADMIN_KEY) is required with --server".into())
+            })?;
+            crate::remote::delete_person(server, key, &a.person).map_err(|e| match e {
+                crate::remote::RemoteError::Usage(m) => Failure::Usage(m),
+                crate::remote::RemoteError::Failed(m) => Failure::Failed(m),
+            })?
+        }
+        None => {
+            let data = a
+                .data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("./tally-data"));
+            let dir = Config::store_dir(&data);
+            if !dir.exists() {
+                return Err(Failure::Failed(format!(
+                    "no Tally data in {}",
+                    data.display()
+                )));
+            }
+            let store = DiskStore::open(&dir, &StoreOptions::default()).map_err(|e| match e {
+                Error::Locked { path } => Failure::Failed(format!(
+                    "the data directory {} is in use by another process (is `tally serve` \
+                     running?); delete through it with --server URL --key ADMIN_KEY",
+                    path.display()
+                )),
+                other => other.into(),
+            })?;
+            store.delete_person(&a.person)?
+        }
+    };
+    if json {
+        println!("{}", serde_json::json!({ "deleted": deleted }));
+    } else {
+        println!(
+            "deleted {} events of {} (their bytes leave the disk at the next compaction)",
+            tally_query::render::thousands(deleted),
+            a.person
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn backup(a: BackupArgs) -> Result<ExitCode, Failure> {
@@ -719,6 +797,9 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
     }
     if !a.cors_origins.is_empty() {
         config.cors_origins = a.cors_origins;
+    }
+    if a.keep.is_some() {
+        config.keep = a.keep;
     }
     config.validate().map_err(usage)?;
     for (name, key) in [

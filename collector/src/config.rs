@@ -55,6 +55,10 @@ pub struct Config {
     /// reverse proxy on the same host, local tools) are not limited; 0 turns
     /// the limit off. Default 50.
     pub ingest_rate_per_ip: u32,
+    /// How long events are kept (`--keep`, `TALLY_KEEP`, `keep` in
+    /// tally.toml; a duration such as `400d`): older events are left out
+    /// of every read and removed by compaction. Default: keep everything.
+    pub keep: Option<String>,
 }
 
 impl Default for Config {
@@ -74,11 +78,32 @@ impl Default for Config {
             chunk_events: 65_536,
             cors_origins: Vec::new(),
             ingest_rate_per_ip: 50,
+            keep: None,
         }
     }
 }
 
 impl Config {
+    /// [`Config::keep`] in milliseconds.
+    pub fn keep_ms(&self) -> Result<Option<i64>, Error> {
+        self.keep
+            .as_deref()
+            .map(|k| {
+                tally_query::params::parse_duration(k)
+                    .map_err(|m| Error::Config(format!("keep: {m}")))
+                    .and_then(|ms| {
+                        if ms >= 86_400_000 {
+                            Ok(ms)
+                        } else {
+                            Err(Error::Config(format!(
+                                "keep: '{k}' is less than a day (a duration such as 400d)"
+                            )))
+                        }
+                    })
+            })
+            .transpose()
+    }
+
     /// Defaults, overridden by `file` (if given, or `./tally.toml` if it
     /// exists), then by `TALLY_*` variables from `env`.
     pub fn load(
@@ -135,6 +160,7 @@ impl Config {
                         ))
                     })?;
                 }
+                "TALLY_KEEP" => config.keep = Some(v),
                 "TALLY_MAX_INFLIGHT_BODY_MB" => {
                     config.max_inflight_body_mb = v.parse().map_err(|_| {
                         Error::Config(format!(
@@ -176,6 +202,7 @@ impl Config {
                 }
             }
         }
+        self.keep_ms()?;
         if self.cache_mb == 0 {
             return Err(Error::Config("cache_mb must be at least 1".into()));
         }

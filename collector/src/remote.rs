@@ -108,7 +108,35 @@ pub fn export(
 
 /// `POST /v1/admin/backup {"dest": DEST}`; returns the events copied.
 pub fn backup(server: &str, key: &str, dest: &str) -> Result<u64, RemoteError> {
-    let url = format!("{}/v1/admin/backup", server_base(server)?);
+    admin(
+        server,
+        key,
+        "backup",
+        serde_json::json!({ "dest": dest }),
+        "events",
+    )
+}
+
+/// `POST /v1/admin/delete-person {"person": KEY}`; returns the events deleted.
+pub fn delete_person(server: &str, key: &str, person: &str) -> Result<u64, RemoteError> {
+    admin(
+        server,
+        key,
+        "delete-person",
+        serde_json::json!({ "person": person }),
+        "deleted",
+    )
+}
+
+/// `POST /v1/admin/{what}` with `body`; returns the number in field `field`.
+fn admin(
+    server: &str,
+    key: &str,
+    what: &str,
+    body: serde_json::Value,
+    field: &str,
+) -> Result<u64, RemoteError> {
+    let url = format!("{}/v1/admin/{what}", server_base(server)?);
     let client = reqwest::blocking::Client::builder()
         .timeout(None)
         .build()
@@ -116,7 +144,7 @@ pub fn backup(server: &str, key: &str, dest: &str) -> Result<u64, RemoteError> {
     let resp = client
         .post(&url)
         .bearer_auth(key)
-        .json(&serde_json::json!({ "dest": dest }))
+        .json(&body)
         .send()
         .map_err(|e| RemoteError::Failed(request_failure(&url, &e)))?;
     let status = resp.status();
@@ -131,7 +159,7 @@ pub fn backup(server: &str, key: &str, dest: &str) -> Result<u64, RemoteError> {
     }
     serde_json::from_str::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| v["events"].as_u64())
+        .and_then(|v| v[field].as_u64())
         .ok_or_else(|| RemoteError::Failed(format!("{url} answered {body}")))
 }
 

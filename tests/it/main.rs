@@ -11,6 +11,7 @@ mod cli_queries;
 mod cors;
 mod crash;
 mod dashboard;
+mod delete_person;
 mod http_ingest;
 mod http_limits;
 mod http_queries;

@@ -1,4 +1,5 @@
-//! Admin endpoints (the admin key only): `POST /v1/admin/backup`.
+//! Admin endpoints (the admin key only): `POST /v1/admin/backup` and
+//! `POST /v1/admin/delete-person`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -37,4 +38,34 @@ pub async fn backup(
             other => ApiError::Internal(format!("the backup failed: {other}")),
         })?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "events": events })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    person: String,
+}
+
+/// `POST /v1/admin/delete-person {"person": KEY}` → `{"deleted": N}`
+/// (SPEC §3 `tally delete-person`).
+pub async fn delete_person(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state.keys, Need::Admin)?;
+    let DeleteBody { person } = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"person\": \"KEY\"}}: {e}")))?;
+    if person.is_empty() {
+        return Err(ApiError::BadRequest("\"person\" is empty".into()));
+    }
+    let store = state.store.clone();
+    let deleted = web::block(move || store.delete_person(&person))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            Error::Unavailable(m) => ApiError::Unavailable(m),
+            other => ApiError::Internal(format!("the deletion failed: {other}")),
+        })?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "deleted": deleted })))
 }

@@ -112,6 +112,7 @@ pub fn start(config: Config) -> Result<Running, Error> {
         &StoreOptions {
             cache_capacity: config.cache_mb * 1024 * 1024,
             chunk_events: config.chunk_events,
+            keep_ms: config.keep_ms()?,
             ..StoreOptions::default()
         },
     )?);
@@ -213,6 +214,10 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
             .service(endpoint("/v1/export", web::get().to(query::export)))
             .service(endpoint("/v1/review", get_or_head().to(query::review)))
             .service(endpoint("/v1/admin/backup", web::post().to(admin::backup)))
+            .service(endpoint(
+                "/v1/admin/delete-person",
+                web::post().to(admin::delete_person),
+            ))
             .service(
                 web::resource("/v1/{analysis}")
                     .route(get_or_head().to(query::analysis))
