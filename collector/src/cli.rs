@@ -71,6 +71,23 @@ enum Command {
     /// user's own events and those of the anonymous ids linked to it);
     /// offline with --data, or through a running collector with --server.
     DeletePerson(DeletePersonArgs),
+    /// Rewrite the store without deleted persons' events and events older
+    /// than --keep, merging small chunks (offline; `tally serve` does this
+    /// by itself in the background).
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompactArgs {
+    /// Data directory
+    #[arg(long, default_value = "./tally-data")]
+    data: PathBuf,
+    /// Remove events older than this, e.g. 400d (as `tally serve --keep`)
+    #[arg(long)]
+    keep: Option<String>,
+    /// Output: table or json
+    #[arg(long, default_value = "table")]
+    format: String,
 }
 
 #[derive(Debug, Args)]
@@ -516,6 +533,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Check(a) => check(a),
         Command::Backup(a) => backup(a),
         Command::DeletePerson(a) => delete_person(a),
+        Command::Compact(a) => compact(a),
         Command::Events(a) => analysis("events", &a.q, vec![]),
         Command::Review(a) => review(a),
     }
@@ -604,6 +622,59 @@ fn json_or_table(format: &str) -> Result<bool, Failure> {
             "--format: expected table or json, got {other:?}"
         ))),
     }
+}
+
+fn compact(a: CompactArgs) -> Result<ExitCode, Failure> {
+    let json = json_or_table(&a.format)?;
+    let keep_ms = Config {
+        keep: a.keep.clone(),
+        ..Config::default()
+    }
+    .keep_ms()
+    .map_err(|e| Failure::Usage(e.to_string()))?;
+    let dir = Config::store_dir(&a.data);
+    if !dir.exists() {
+        return Err(Failure::Failed(format!(
+            "no Tally data in {}",
+            a.data.display()
+        )));
+    }
+    let store = DiskStore::open(
+        &dir,
+        &StoreOptions {
+            keep_ms,
+            ..StoreOptions::default()
+        },
+    )
+    .map_err(|e| match e {
+        Error::Locked { path } => Failure::Failed(format!(
+            "the data directory {} is in use by another process (is `tally serve` running?); \
+             it compacts the store by itself",
+            path.display()
+        )),
+        other => other.into(),
+    })?;
+    let done = store.compact()?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "chunks_before": done.chunks_before,
+                "chunks_after": done.chunks_after,
+                "events": done.events,
+                "removed": done.removed,
+            })
+        );
+    } else {
+        println!(
+            "compacted {} chunks into {}: {} events kept, {} removed",
+            done.chunks_before,
+            done.chunks_after,
+            tally_query::render::thousands(done.events),
+            tally_query::render::thousands(done.removed)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn delete_person(a: DeletePersonArgs) -> Result<ExitCode, Failure> {

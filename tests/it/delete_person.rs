@@ -182,3 +182,96 @@ fn keep_leaves_older_events_out_of_every_answer() {
         "a keep under a day is a usage error"
     );
 }
+
+#[test]
+fn a_running_collector_compacts_deleted_persons_out_of_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start_with_env(
+        &data,
+        &["--admin-key", ADMIN_KEY],
+        &[("TALLY_COMPACT_CHECK_SECS", "1")],
+    );
+    assert_eq!(post_batch(&http(), &server.url, &events()).unwrap().0, 200);
+    let (status, body) = delete(&server.url, ADMIN_KEY, json!({"person": "alice"}));
+    assert_eq!((status, body), (200, json!({"deleted": 3})));
+    // The deletion is applied to the files (and its record dropped) by the
+    // next compaction, here within seconds.
+    let deletions = data.join("store").join("deletions");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while deletions.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction within a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // It goes on ingesting and answering, with the same answers.
+    let more = [
+        json!({"id": uuid_n(9), "event": "signup", "user_id": "carol", "timestamp": "2026-03-02T13:00:00Z"}),
+    ];
+    assert_eq!(post_batch(&http(), &server.url, &more).unwrap().0, 200);
+    let f = funnel(&server.url);
+    assert_eq!(f["steps"][0]["users"], json!(1), "{f}");
+    assert!(server.terminate().success());
+    let mut ids = export_ids(&data);
+    ids.sort();
+    assert_eq!(ids, vec![uuid_n(4), uuid_n(5), uuid_n(9)]);
+}
+
+#[test]
+fn tally_compact_offline_applies_deletions_and_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data);
+    assert_eq!(post_batch(&http(), &server.url, &events()).unwrap().0, 200);
+    assert!(server.terminate().success());
+    let out = tally()
+        .args(["delete-person", "bob", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tally()
+        .args(["compact", "--format", "json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&done["events"], &done["removed"]),
+        (&json!(4), &json!(1)),
+        "{done}"
+    );
+    assert!(!data.join("store").join("deletions").exists());
+    // --keep: every event here is from March 2026, older than a day.
+    let out = tally()
+        .args(["compact", "--keep", "1d", "--format", "json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&done["events"], &done["removed"]),
+        (&json!(0), &json!(4)),
+        "{done}"
+    );
+    assert!(export_ids(&data).is_empty());
+    let out = tally()
+        .args(["compact", "--keep", "soon", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -271,6 +271,12 @@ impl Chunk {
         Ok(())
     }
 
+    /// Opens the chunk's file now, so that later reads use this handle
+    /// even if the name comes to mean another file (a compaction's swap).
+    pub fn open_file(&self) -> Result<(), Error> {
+        self.read(&Section::default(), "open").map(|_| ())
+    }
+
     /// Reads and verifies one section.
     pub fn read(&self, section: &Section, what: &str) -> Result<Vec<u8>, Error> {
         let file = match self.file.get() {

@@ -50,6 +50,9 @@ use super::wal::{self, Wal};
 use super::{EventStore, Outcome};
 use crate::error::Error;
 
+mod compact;
+pub use compact::Compacted;
+
 /// Decoded id sections kept by the writer for deduplication.
 const ID_SECTIONS_CACHED: usize = 16;
 /// Id index entries kept decoded by the writer.
@@ -129,6 +132,8 @@ pub struct DiskStore {
     /// Bumped by every reload: a commit appended before it is never
     /// acknowledged after it.
     epoch: AtomicU64,
+    /// Held by a compaction and by deletions, which wait for it.
+    compacting: Mutex<()>,
     /// Property files opened so far, by chunk number (`None`: the chunk
     /// has no usable one, its events are read instead).
     props_files: Mutex<HashMap<u32, Option<Arc<PropsFile>>>>,
@@ -388,6 +393,7 @@ impl DiskStore {
         let reader = if options.read_only {
             Some(ReaderIndex::open(dir)?)
         } else {
+            compact::finish_swap(dir)?;
             for sub in ["index", "chunks", "wal"] {
                 let d = dir.join(sub);
                 std::fs::create_dir_all(&d)
@@ -441,6 +447,7 @@ impl DiskStore {
             writer: Mutex::new(None),
             wal_file: Mutex::new(None),
             synced_blobs: Mutex::new(HashSet::new()),
+            compacting: Mutex::new(()),
             props_files: Mutex::new(HashMap::new()),
             failed: AtomicBool::new(false),
             undo: Mutex::new(Undo::default()),
@@ -2056,6 +2063,7 @@ impl EventStore for DiskStore {
     }
 
     fn delete_person(&self, key: &str) -> Result<u64, Error> {
+        let _no_compaction = self.compacting.lock();
         self.with_writer(|s, w| {
             // Sealed first, so the deletion covers whole chunks: exactly
             // the events stored before it.
