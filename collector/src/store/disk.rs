@@ -542,6 +542,24 @@ impl DiskStore {
                 if let Err(e) = c.verify() {
                     found.push((e.to_string(), false));
                 }
+                // Derived from the chunk: `--repair` removes a bad one and
+                // the next writer rebuilds it.
+                let props = props::path(&store.chunk_dir(), c.number);
+                let bad_props = match PropsFile::open(&store.chunk_dir(), c.number) {
+                    Ok(None) => None,
+                    Ok(Some(f)) => f.verify().err().map(|e| e.to_string()).or_else(|| {
+                        let fits = f.names() == c.header.names.len()
+                            && c.header.names.iter().all(|s| f.matches(s.name, s.rows));
+                        (!fits).then(|| format!("{}: does not describe its chunk", props.display()))
+                    }),
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(e) = bad_props {
+                    found.push((
+                        format!("{e} (a property file: `tally check --repair` removes it and it is rebuilt from its chunk)"),
+                        false,
+                    ));
+                }
                 if let Some(s) = c.header.names.iter().find(|s| s.name >= names) {
                     let name = s.name;
                     let path = c.path().display();
@@ -584,6 +602,9 @@ impl DiskStore {
         for (problem, index) in findings.into_iter().flatten() {
             report.problems.push(problem);
             report.rebuild_index |= index;
+        }
+        if let Err(e) = Deletions::load(&store.dir) {
+            report.problems.push(e.to_string());
         }
         if loaded.plan.missing.is_empty() {
             let published = loaded.shared.persons - loaded.shared.open.new_persons.len() as u32;
@@ -712,6 +733,20 @@ impl DiskStore {
                 bytes.len(),
                 copy.display()
             ));
+        }
+        let chunk_dir = dir.join("chunks");
+        for n in chunk::numbered_files(&chunk_dir, "props")? {
+            let n = n as u32;
+            let path = props::path(&chunk_dir, n);
+            let good =
+                PropsFile::open(&chunk_dir, n).is_ok_and(|f| f.is_some_and(|f| f.verify().is_ok()));
+            if !good {
+                remove(&path)?;
+                done.push(format!(
+                    "{}: removed (the next `tally serve` rebuilds it from its chunk)",
+                    path.display()
+                ));
+            }
         }
         if DiskStore::check(dir)?.rebuild_index {
             let index = dir.join("index");
@@ -2215,17 +2250,28 @@ impl Source for DiskStore {
                 if paths.is_empty() && remap.is_none() && gone.is_none() {
                     return Ok(filter_rows(s.name, block, scan.from, scan.to));
                 }
-                let file = self.props_file(c);
+                let mut file = self.props_file(c);
+                // A damaged section is derived data: the chunk's events
+                // answer instead (and `tally check` reports it).
+                fn usable<T>(read: Result<T, Error>) -> Option<T> {
+                    read.map_err(
+                        |e| tracing::warn!(error = %e, "reading the chunk's events instead"),
+                    )
+                    .ok()
+                }
                 let props = match (&file, paths.is_empty()) {
-                    (Some(f), false) => Some(f.columns(s.name).map_err(source)?),
+                    (Some(f), false) => usable(f.columns(s.name)),
                     _ => None,
                 };
                 let anonymous = match &file {
-                    Some(f) if remap.is_some() || gone.is_some() => {
-                        Some(f.anonymous(s.name).map_err(source)?)
-                    }
+                    Some(f) if remap.is_some() || gone.is_some() => usable(f.anonymous(s.name)),
                     _ => None,
                 };
+                if (props.is_none() && !paths.is_empty())
+                    || (anonymous.is_none() && (remap.is_some() || gone.is_some()))
+                {
+                    file = None;
+                }
                 let slow = file.is_none()
                     || props
                         .as_ref()

@@ -193,3 +193,67 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_damaged_property_file_is_answered_around_reported_and_rebuilt() {
+    let raw: Vec<_> = (0..40)
+        .map(|i| {
+            (
+                Some(i % 4),
+                Some(i % 3),
+                i % 3,
+                i as i64,
+                Some(json!({"plan": if i % 2 == 0 { "pro" } else { "free" }, "utm": {"source": "news"}})),
+            )
+        })
+        .collect();
+    let events: Vec<Event> = raw.iter().enumerate().map(|(i, e)| event(i, e)).collect();
+    let mem = MemSource::new(events.iter().map(MemEvent::of_event));
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), 10, false);
+        store.append(events.clone()).unwrap();
+        store.sync().unwrap();
+        store.close().unwrap();
+    }
+    // Flip a byte inside the first section of chunk 0's property file.
+    let path = super::props::path(&dir.path().join("chunks"), 0);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[12] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    let filters = [Where::parse("plan = pro").unwrap()];
+    let by = ["utm".to_string(), "source".to_string()];
+    let scan = Scan {
+        from: i64::MIN,
+        to: i64::MAX,
+        filters: &filters,
+        by: Some(&by),
+        ..Scan::default()
+    };
+    let want = rows(&mem, &|p| mem.person_key(p).unwrap().to_string(), &scan);
+    {
+        let store = open(dir.path(), 10, true);
+        let keys = store.person_keys();
+        assert_eq!(rows(&store, &|p| keys[&p].clone(), &scan), want);
+    }
+    let check = DiskStore::check(dir.path()).unwrap();
+    assert!(
+        check.problems.iter().any(|p| p.contains("00000000.props")),
+        "{:?}",
+        check.problems
+    );
+    let done = DiskStore::repair(dir.path()).unwrap();
+    assert!(
+        done.iter().any(|d| d.contains("00000000.props")),
+        "{done:?}"
+    );
+    assert!(!path.exists());
+    {
+        let store = open(dir.path(), 10, false);
+        store.prepare_writer().unwrap();
+        assert!(path.exists(), "rebuilt by the writer");
+        let keys = store.person_keys();
+        assert_eq!(rows(&store, &|p| keys[&p].clone(), &scan), want);
+    }
+    assert!(DiskStore::check(dir.path()).unwrap().problems.is_empty());
+}
