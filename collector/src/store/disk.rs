@@ -136,7 +136,9 @@ pub struct DiskStore {
     compacting: Mutex<()>,
     /// Property files opened so far, by chunk number (`None`: the chunk
     /// has no usable one, its events are read instead).
-    props_files: Mutex<HashMap<u32, Option<Arc<PropsFile>>>>,
+    props_files: Arc<Mutex<HashMap<u32, Option<Arc<PropsFile>>>>>,
+    /// Writes property files behind the seals.
+    props_queue: std::sync::OnceLock<PropsQueue>,
     /// Injected failures, for the tests of every failure path.
     #[cfg(test)]
     faults: faults::Faults,
@@ -448,7 +450,8 @@ impl DiskStore {
             wal_file: Mutex::new(None),
             synced_blobs: Mutex::new(HashSet::new()),
             compacting: Mutex::new(()),
-            props_files: Mutex::new(HashMap::new()),
+            props_files: Arc::default(),
+            props_queue: std::sync::OnceLock::new(),
             failed: AtomicBool::new(false),
             undo: Mutex::new(Undo::default()),
             epoch: AtomicU64::new(0),
@@ -883,7 +886,9 @@ impl DiskStore {
                 );
                 None
             }
-            Ok(None) => None,
+            // Not written yet (it follows the seal) or not at all yet (a
+            // format 2 store): not remembered, so it is found once written.
+            Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the chunk's events instead of its property file");
                 None
@@ -1567,6 +1572,7 @@ impl DiskStore {
         let mut headers = Vec::new();
         let mut sorted_ids = Vec::new();
         let starts: Vec<usize> = (0..sealed_len).step_by(self.chunk_events).collect();
+        let mut props_links = Vec::with_capacity(starts.len());
         for (i, &start) in starts.iter().enumerate() {
             failpoint!(self, ChunkWrite);
             let end = (start + self.chunk_events).min(sealed_len);
@@ -1581,8 +1587,6 @@ impl DiskStore {
                     next_person: published_persons,
                 },
             )?;
-            let names: Vec<u32> = interned[start..end].iter().map(|&(_, n)| n).collect();
-            let built = props::build(&events[start..end], &names);
             let mut touched: Vec<&str> = events[start..end]
                 .iter()
                 .filter(|e| e.user_id.is_some())
@@ -1594,7 +1598,7 @@ impl DiskStore {
             let links = link_records(&shared.links, &fresh.offers, &touched, |k| {
                 w.persons.get(k).copied()
             });
-            props::write(&self.chunk_dir(), first + i as u32, &built, &links)?;
+            props_links.push(links);
             headers.push((first + i as u32, header));
             sorted_ids.push(ids);
         }
@@ -1648,7 +1652,7 @@ impl DiskStore {
                 .into_iter()
                 .map(|(n, h)| Arc::new(Chunk::new(&self.chunk_dir(), n, h))),
         );
-        shared.open = OpenChunk::default();
+        let sealed_open = std::mem::take(&mut shared.open);
         for (e, (person, name)) in rest.into_iter().zip(rest_interned) {
             shared.open.push(e, person, name);
         }
@@ -1667,7 +1671,35 @@ impl DiskStore {
         });
         w.wal = new_wal;
         remove(&wal::path(&self.wal_dir(), old_wal))?;
+        // The property files, off the commit path: they are derived from
+        // the chunks, and a writer rebuilds any a crash prevented.
+        let mut sealed = sealed_open.events;
+        sealed.extend(fresh.events);
+        sealed.truncate(sealed_len);
+        let mut sealed = sealed.into_iter();
+        for ((i, &start), links) in starts.iter().enumerate().zip(props_links) {
+            let end = (start + self.chunk_events).min(sealed_len);
+            self.props_queue().send(PropsJob::Write {
+                n: first + i as u32,
+                events: sealed.by_ref().take(end - start).collect(),
+                names: interned[start..end].iter().map(|&(_, n)| n).collect(),
+                links,
+            });
+        }
         Ok(())
+    }
+
+    /// The worker that writes property files, started on first use.
+    fn props_queue(&self) -> &PropsQueue {
+        self.props_queue
+            .get_or_init(|| PropsQueue::start(self.chunk_dir(), self.props_files.clone()))
+    }
+
+    /// Waits until every property file queued so far is written.
+    pub(crate) fn flush_props(&self) {
+        if let Some(q) = self.props_queue.get() {
+            q.flush();
+        }
     }
 
     /// One sled batch that publishes chunks: their headers, their ids in
@@ -1764,6 +1796,89 @@ impl DiskStore {
         }
         hooks::index_flushed(&index);
         Ok(())
+    }
+}
+
+/// A property file to write.
+enum PropsJob {
+    /// Chunk `n`'s, from its events in acceptance order.
+    Write {
+        n: u32,
+        events: Vec<Event>,
+        names: Vec<u32>,
+        links: Vec<LinkRecord>,
+    },
+    /// Answered once everything before it is written.
+    Barrier(std::sync::mpsc::Sender<()>),
+}
+
+/// One thread writing property files in seal order. Bounded, so seals
+/// wait rather than pile up events in memory when it falls behind.
+struct PropsQueue {
+    tx: Mutex<Option<std::sync::mpsc::SyncSender<PropsJob>>>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A store dropped has written the property files of its seals (they are
+/// not needed for durability, but a directory a test or a compaction
+/// renames next must not change under it).
+impl Drop for PropsQueue {
+    fn drop(&mut self) {
+        self.tx.lock().take();
+        if let Some(worker) = self.worker.lock().take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl PropsQueue {
+    fn start(dir: PathBuf, cache: Arc<Mutex<HashMap<u32, Option<Arc<PropsFile>>>>>) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<PropsJob>(2);
+        let spawned = std::thread::Builder::new()
+            .name("tally-props".into())
+            .spawn(move || {
+                for job in rx {
+                    match job {
+                        PropsJob::Write {
+                            n,
+                            events,
+                            names,
+                            links,
+                        } => {
+                            let refs: Vec<&Event> = events.iter().collect();
+                            let built = props::build(&refs, &names);
+                            if let Err(e) = props::write(&dir, n, &built, &links) {
+                                tracing::error!(error = %e, chunk = n, "writing a property file failed; the next start rebuilds it (answers come from the chunk meanwhile)");
+                            }
+                            cache.lock().remove(&n);
+                        }
+                        PropsJob::Barrier(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+        let worker = spawned
+            .map_err(|e| tracing::error!(error = %e, "could not start the property file writer"))
+            .ok();
+        PropsQueue {
+            tx: Mutex::new(Some(tx)),
+            worker: Mutex::new(worker),
+        }
+    }
+
+    fn send(&self, job: PropsJob) {
+        // A worker that is gone (it could not start) leaves the files to
+        // the next start.
+        if let Some(tx) = self.tx.lock().as_ref() {
+            let _ = tx.send(job);
+        }
+    }
+
+    fn flush(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        self.send(PropsJob::Barrier(done));
+        let _ = wait.recv();
     }
 }
 
@@ -2158,13 +2273,14 @@ impl EventStore for DiskStore {
     }
 
     fn close(&self) -> Result<(), Error> {
-        if self.shared.read().open.events.is_empty() {
-            return Ok(());
+        if !self.shared.read().open.events.is_empty() {
+            self.with_writer(|s, w| {
+                let chunks = s.shared.read().chunks.clone();
+                s.seal(w, &chunks, Fresh::default(), true)
+            })?;
         }
-        self.with_writer(|s, w| {
-            let chunks = s.shared.read().chunks.clone();
-            s.seal(w, &chunks, Fresh::default(), true)
-        })
+        self.flush_props();
+        Ok(())
     }
 
     fn scan_events(

@@ -23,12 +23,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use tally_event::Event;
-use tally_query::filter::{GroupValue, Prop, Where, flatten};
+use tally_query::filter::{GroupValue, Prop, Where};
 
 use super::codec::{
     self, LinkRecord, NameProps, PathColumn, PropValue, PropsNameIndex, PropsTrailer, Section,
 };
-use super::hooks;
 use crate::error::Error;
 
 /// Most property paths with a column per event name and chunk. Events with
@@ -67,84 +66,166 @@ pub struct BuiltName {
     pub props: NameProps,
 }
 
-#[derive(PartialEq, Eq, Hash)]
-enum Key {
-    Bool(bool),
-    Num(u64),
-    Str(String),
-    Other,
+/// One path's column while a name is being built.
+struct Building {
+    path: String,
+    used: usize,
+    codes: Vec<u32>,
+    values: Vec<PropValue>,
+    strings: HashMap<String, u32>,
+    numbers: HashMap<u64, u32>,
+    bools: [u32; 2],
+    other: u32,
 }
 
-/// Builds one name's bitmap and columns from its events, in row order.
+impl Building {
+    fn code(&mut self, v: &Value) -> u32 {
+        let add = |values: &mut Vec<PropValue>, value: PropValue| {
+            values.push(value);
+            values.len() as u32
+        };
+        match v {
+            Value::Null => 0,
+            Value::Bool(b) => {
+                let slot = &mut self.bools[usize::from(*b)];
+                if *slot == 0 {
+                    *slot = add(&mut self.values, PropValue::Bool(*b));
+                }
+                *slot
+            }
+            Value::Number(n) => match n.as_f64() {
+                Some(x) => match self.numbers.get(&x.to_bits()) {
+                    Some(&c) => c,
+                    None => {
+                        let c = add(&mut self.values, PropValue::Num(x));
+                        self.numbers.insert(x.to_bits(), c);
+                        c
+                    }
+                },
+                None => self.other_code(),
+            },
+            Value::String(s) => match self.strings.get(s.as_str()) {
+                Some(&c) => c,
+                None => {
+                    let c = add(&mut self.values, PropValue::Str(s.clone()));
+                    self.strings.insert(s.clone(), c);
+                    c
+                }
+            },
+            Value::Array(_) | Value::Object(_) => self.other_code(),
+        }
+    }
+
+    fn other_code(&mut self) -> u32 {
+        if self.other == 0 {
+            self.values.push(PropValue::Other);
+            self.other = self.values.len() as u32;
+        }
+        self.other
+    }
+}
+
+/// Builds one name's bitmap and columns from its events, in row order: one
+/// parse per event and one walk of its object, a column per path met
+/// (paths as [`flatten`] gives them: objects are values too, keys with a
+/// dot and `null`s are left out), then the most used [`MAX_PATHS`] kept.
 pub fn build_name(name: u32, events: &[&Event]) -> BuiltName {
-    let mut anonymous = vec![0u8; events.len().div_ceil(8)];
-    let mut flat: Vec<Vec<(String, Prop)>> = Vec::with_capacity(events.len());
-    let mut used: HashMap<&str, usize> = HashMap::new();
+    fn walk(
+        row: usize,
+        rows: usize,
+        path: &mut String,
+        v: &Value,
+        columns: &mut Vec<Building>,
+        index: &mut HashMap<String, usize>,
+    ) {
+        let Value::Object(map) = v else { return };
+        for (key, value) in map {
+            if key.contains('.') || key.is_empty() || value.is_null() {
+                continue;
+            }
+            let len = path.len();
+            if len > 0 {
+                path.push('.');
+            }
+            path.push_str(key);
+            let c = match index.get(path.as_str()) {
+                Some(&c) => c,
+                None => {
+                    index.insert(path.clone(), columns.len());
+                    columns.push(Building {
+                        path: path.clone(),
+                        used: 0,
+                        codes: vec![0; rows],
+                        values: Vec::new(),
+                        strings: HashMap::new(),
+                        numbers: HashMap::new(),
+                        bools: [0; 2],
+                        other: 0,
+                    });
+                    columns.len() - 1
+                }
+            };
+            let col = &mut columns[c];
+            col.used += 1;
+            col.codes[row] = col.code(value);
+            if value.is_object() {
+                walk(row, rows, path, value, columns, index);
+            }
+            path.truncate(len);
+        }
+    }
+    let rows = events.len();
+    let mut anonymous = vec![0u8; rows.div_ceil(8)];
+    let mut columns: Vec<Building> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut path = String::new();
+    // Events of one name often carry the very same properties (a page's
+    // path and campaign): each distinct text is parsed once, and its
+    // repeats copy the first row's codes.
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
     for (i, e) in events.iter().enumerate() {
         if e.user_id.is_none() {
             anonymous[i / 8] |= 1 << (i % 8);
         }
-        let paths = e
-            .properties
-            .as_deref()
-            .and_then(|p| serde_json::from_str::<Value>(p).ok())
-            .map_or_else(Vec::new, |v| flatten(&v));
-        flat.push(paths);
-    }
-    for row in &flat {
-        for (p, _) in row {
-            *used.entry(p.as_str()).or_default() += 1;
+        let Some(text) = e.properties.as_deref() else {
+            continue;
+        };
+        if let Some(&first) = first_of.get(text) {
+            repeats.push((i, first));
+            continue;
+        }
+        first_of.insert(text, i);
+        if let Ok(v) = serde_json::from_str::<Value>(text) {
+            walk(i, rows, &mut path, &v, &mut columns, &mut index);
         }
     }
-    let mut ranked: Vec<(&str, usize)> = used.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let truncated = ranked.len() > MAX_PATHS;
-    ranked.truncate(MAX_PATHS);
-    ranked.sort_by(|a, b| a.0.cmp(b.0));
-    let column_of: HashMap<&str, usize> = ranked
-        .iter()
-        .enumerate()
-        .map(|(i, (p, _))| (*p, i))
-        .collect();
-    let mut columns: Vec<(PathColumn, HashMap<Key, u32>)> = ranked
-        .iter()
-        .map(|(p, _)| {
-            (
-                PathColumn {
-                    path: (*p).to_string(),
-                    values: Vec::new(),
-                    codes: vec![0; events.len()],
-                },
-                HashMap::new(),
-            )
-        })
-        .collect();
-    for (row, paths) in flat.iter().enumerate() {
-        for (p, v) in paths {
-            let Some(&c) = column_of.get(p.as_str()) else {
-                continue;
-            };
-            let (col, dict) = &mut columns[c];
-            let (key, value) = match v {
-                Prop::Missing => continue,
-                Prop::Bool(b) => (Key::Bool(*b), PropValue::Bool(*b)),
-                Prop::Num(x) => (Key::Num(x.to_bits()), PropValue::Num(*x)),
-                Prop::Str(s) => (Key::Str(s.clone()), PropValue::Str(s.clone())),
-                Prop::Other => (Key::Other, PropValue::Other),
-            };
-            let code = *dict.entry(key).or_insert_with(|| {
-                col.values.push(value);
-                col.values.len() as u32
-            });
-            col.codes[row] = code;
+    for col in &mut columns {
+        for &(row, first) in &repeats {
+            let code = col.codes[first];
+            if code != 0 {
+                col.codes[row] = code;
+                col.used += 1;
+            }
         }
     }
+    let truncated = columns.len() > MAX_PATHS;
+    columns.sort_by(|a, b| b.used.cmp(&a.used).then(a.path.cmp(&b.path)));
+    columns.truncate(MAX_PATHS);
+    columns.sort_by(|a, b| a.path.cmp(&b.path));
     BuiltName {
         name,
-        rows: events.len() as u32,
+        rows: rows as u32,
         anonymous,
         props: NameProps {
-            paths: columns.into_iter().map(|(c, _)| c).collect(),
+            paths: columns
+                .into_iter()
+                .map(|c| PathColumn {
+                    path: c.path,
+                    values: c.values,
+                    codes: c.codes,
+                })
+                .collect(),
             truncated,
         },
     }
@@ -195,14 +276,14 @@ pub fn write(dir: &Path, n: u32, names: &[BuiltName], links: &[LinkRecord]) -> R
     let final_path = path(dir, n);
     let tmp = final_path.with_extension("props.tmp");
     let io = |e| Error::io(format!("writing {}", tmp.display()), e);
+    // Not traced by the power-cut model (`hooks`): nothing acknowledged
+    // depends on a property file, which a writer rebuilds when missing,
+    // and it is written by its own thread.
     let mut f = File::create(&tmp).map_err(io)?;
-    hooks::created(&tmp);
     f.write_all(&bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
-    hooks::synced(&tmp, hooks::Sync::Chunk);
     std::fs::rename(&tmp, &final_path)
         .map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
-    hooks::renamed(&tmp, &final_path);
     Ok(())
 }
 

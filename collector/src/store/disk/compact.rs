@@ -230,6 +230,9 @@ impl DiskStore {
 
     /// Replaces this store's files with the complete store in `new_dir`.
     fn swap_in(&self, new_dir: &Path) -> Result<(), Error> {
+        // Property files still queued belong to the old files: written
+        // after the swap, they would land beside the new store's chunks.
+        self.flush_props();
         let marker = new_dir.join(COMPLETE);
         std::fs::File::create(&marker)
             .and_then(|f| f.sync_all())
@@ -307,6 +310,7 @@ impl Copier {
         }
         self.new.sync()?;
         self.new.flush_index()?;
+        self.new.flush_props();
         self.stats.chunks_after = self.new.stats().chunks;
         Ok(self.stats)
     }
