@@ -325,7 +325,8 @@ fn compute(
     }
     drop(first);
 
-    let return_rows = if same && by.is_none() {
+    // (A breakdown's values on them are simply not read as returns.)
+    let return_rows = if same {
         start_rows
     } else {
         drop(start_rows);
