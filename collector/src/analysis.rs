@@ -233,3 +233,97 @@ pub fn render_json(name: &str, json: &str, format: Format, tz: &Zone) -> Result<
         other => Err(format!("unknown analysis '{other}'")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tally_query::{MemEvent, MemSource, Segment};
+
+    /// `--server` prints what the collector answered in the format asked
+    /// for: re-rendering a grouped answer's JSON must give exactly what
+    /// the grouped result renders locally.
+    #[test]
+    fn grouped_answers_render_the_same_from_their_json() {
+        let t0 = tally_event::time::parse_date_or_rfc3339("2026-01-05").unwrap();
+        let src = MemSource::new([
+            MemEvent::new("p", "a", t0).props(json!({"g": "x"})),
+            MemEvent::new("p", "b", t0 + 60_000).props(json!({"g": 2})),
+            MemEvent::new("q", "a", t0 + 3_600_000).props(json!({"g": null})),
+        ]);
+        let pairs = |extra: &[(&str, &str)]| {
+            [
+                ("from", "2026-01-05"),
+                ("to", "2026-01-07"),
+                ("by", "g"),
+                ("limit", "2"),
+            ]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+        };
+        let cases: Vec<(&str, Vec<(String, String)>)> = vec![
+            ("funnel", pairs(&[("steps", "a,b")])),
+            (
+                "activation",
+                pairs(&[("start", "a"), ("event", "b"), ("as-of", "2026-02-01")]),
+            ),
+            (
+                "retention",
+                pairs(&[("start", "a"), ("period", "day"), ("as-of", "2026-02-01")]),
+            ),
+            ("lifecycle", pairs(&[])),
+            ("trend", pairs(&[("event", "any"), ("measure", "users")])),
+        ];
+        for (name, pairs) in cases {
+            let q = Query::parse(name, pairs, t0).unwrap();
+            let by = q.by.as_ref().expect("a breakdown");
+            let seg = Segment::default();
+            let (json, rendered): (String, Vec<String>) = match &q.analysis {
+                Analysis::Funnel(p) => {
+                    let r = funnel::run_by(&src, p, &seg, by).unwrap();
+                    (
+                        r.render(Format::Json),
+                        vec![r.render(Format::Table), r.render(Format::Csv)],
+                    )
+                }
+                Analysis::Activation(p) => {
+                    let r = activation::run_by(&src, p, &seg, by).unwrap();
+                    (
+                        r.render(Format::Json),
+                        vec![r.render(Format::Table), r.render(Format::Csv)],
+                    )
+                }
+                Analysis::Retention(p) => {
+                    let r = retention::run_by(&src, p, &seg, by).unwrap();
+                    (
+                        r.render(Format::Json),
+                        vec![r.render(Format::Table), r.render(Format::Csv)],
+                    )
+                }
+                Analysis::Lifecycle(p) => {
+                    let r = lifecycle::run_by(&src, p, &seg, by).unwrap();
+                    (
+                        r.render(Format::Json),
+                        vec![r.render(Format::Table), r.render(Format::Csv)],
+                    )
+                }
+                Analysis::Trend(p) => {
+                    let r = trend::run_by(&src, p, &seg, by).unwrap();
+                    (
+                        r.render(Format::Json),
+                        vec![r.render(Format::Table), r.render(Format::Csv)],
+                    )
+                }
+                _ => unreachable!(),
+            };
+            assert!(json.contains("\"other_groups\""), "{name}: {json}");
+            let zone = Zone::utc();
+            let again =
+                [Format::Table, Format::Csv].map(|f| render_json(name, &json, f, &zone).unwrap());
+            assert_eq!(again.to_vec(), rendered, "{name}");
+            assert!(rendered[1].starts_with("group,"), "{name}: {}", rendered[1]);
+        }
+    }
+}

@@ -17,6 +17,7 @@ mod http_queries;
 mod import_export;
 mod messages;
 mod sdk_e2e;
+mod segmentation;
 mod store_damage;
 mod store_failure;
 mod store_fixture;
