@@ -21,6 +21,11 @@
 //!
 //! When `event` equals `start`, the start event itself is one of the
 //! qualifying events (it is at `s0`), as SPEC says.
+//!
+//! Filters and identity (SPEC §5, §1) go into both scans, so `s0` is the
+//! first *matching* start. With `--by`, step 1 also keeps the group of
+//! each person's `s0` event (ties: the smallest value), and step 4 keeps
+//! one set of weeks per group; step 2 is done once for everybody.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -19,6 +19,11 @@
 //! A *slot* is a distinct step name: `view,view,buy` has slots `view` (0)
 //! and `buy` (1). Slots are numbered in order of first appearance, so the
 //! entry step is always slot 0.
+//!
+//! With `--by`, the scan also gives each entry its group (the value on the
+//! step-1 event) and step 3 walks a person once per group they entered in,
+//! taking only that group's entries and any events for later steps; step 4
+//! keeps one `Tally` per group.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

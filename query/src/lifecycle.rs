@@ -11,6 +11,9 @@
 //! Money is summed with Neumaier's compensated summation, so the totals do
 //! not depend (beyond the last bit) on the order the store returns rows in
 //! or on how the rows were split across threads.
+//!
+//! With `--by` each event counts in the group of its own value: the one
+//! scan's rows are split by group and each part is counted as above.
 
 use serde::{Deserialize, Serialize};
 use tally_event::Stage;

@@ -4,7 +4,7 @@
 //!
 //! Shape of the computation (see the crate doc):
 //! 1. scan the `start` rows up to `to` → per person the first start `s0`
-//!    (a `Vec<i64>` indexed by [`PersonId`](crate::PersonId), merged by `min`);
+//!    (a `Vec<i64>` indexed by [`PersonId`], merged by `min`);
 //! 2. persons with `s0` in `[from, to)` become dense *members*, each with a
 //!    cohort (local day or ISO week of `s0` in `--tz`);
 //! 3. scan the `return` rows from `from` on → per member a bitset of the
@@ -23,6 +23,12 @@
 //! events (and the start event itself, which only ever lands in period 0,
 //! and period 0 is the whole cohort anyway). Events before `s0` never count,
 //! so a page view before signing up is not a "return".
+//!
+//! Filters and identity (SPEC §5, §1) go into both scans. With `--by`, pass
+//! 1 also keeps the group of each person's `s0` event (ties: the smallest
+//! value); the return bits are computed once for every member, and the
+//! members are then put in group order (a counting sort) and counted group
+//! by group, each group's cohorts judged complete by its own latest member.
 
 use std::fmt::Write as _;
 

@@ -5,7 +5,7 @@
 //!
 //! They are kept apart from each analysis's own parameters because they
 //! mean the same thing everywhere: a [`Segment`] only changes which rows a
-//! [`Scan`](crate::Scan) hands over, and a [`Breakdown`] only changes how
+//! [`Scan`] hands over, and a [`Breakdown`] only changes how
 //! the analysis partitions what it counts (the attribution rule is the
 //! analysis's own; ordering, limit and the JSON shape are shared here).
 

@@ -17,6 +17,10 @@
 //! blocks hold disjoint persons, so their per-bucket counts add up. Either
 //! way `total` is the number of persons with any row (not the sum of the
 //! buckets).
+//!
+//! With `--by` each event counts in the group of its own value: the one
+//! scan's rows are split by group and each part is measured as above, so
+//! `users` are distinct within a group.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
