@@ -27,7 +27,7 @@
 //! each person's `s0` event (ties: the smallest value), and step 4 keeps
 //! one set of weeks per group; step 2 is done once for everybody.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use rayon::prelude::*;
@@ -270,13 +270,13 @@ fn compute(
 
     // Steps 3 and 4, in parallel over blocks of persons.
     let nth = p.count as usize - 1;
-    let groups = ids.as_ref().map_or(1, GroupIds::len);
-    let new = || (0..groups).map(|_| Weeks::new()).collect::<Vec<_>>();
+    // Per group id (0 without a breakdown); a map, since a property with
+    // many values leaves most groups absent from most blocks.
     let weeks = qualifying
         .blocks()
         .into_par_iter()
         .map(|mut block| {
-            let mut weeks = new();
+            let mut weeks: HashMap<u32, Weeks> = HashMap::new();
             block.for_each(|person, ts| {
                 let Some(&start) = s0.get(person as usize) else {
                     return;
@@ -289,20 +289,30 @@ fn compute(
                     at - start
                 });
                 let mature = start.saturating_add(p.within_ms) <= p.as_of;
-                let g = cohort_group.get(person as usize).map_or(0, |&g| g as usize);
-                weeks[g].add(monday_of(p.tz.local_day(start)), time_to_activate, mature);
+                let g = cohort_group.get(person as usize).copied().unwrap_or(0);
+                weeks.entry(g).or_insert_with(Weeks::new).add(
+                    monday_of(p.tz.local_day(start)),
+                    time_to_activate,
+                    mature,
+                );
             });
             weeks
         })
-        .reduce(new, |a, b| {
-            a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect()
+        .reduce(HashMap::new, |mut a, b| {
+            for (g, w) in b {
+                let merged = match a.remove(&g) {
+                    Some(w0) => w0.merge(w),
+                    None => w,
+                };
+                a.insert(g, merged);
+            }
+            a
         });
 
     let values = ids.map_or_else(|| vec![GroupValue::Null], |ids| ids.values);
-    Ok(values
+    Ok(weeks
         .into_iter()
-        .zip(weeks)
-        .filter(|(_, w)| !w.0.is_empty())
+        .map(|(g, w)| (values[g as usize].clone(), w))
         .collect())
 }
 

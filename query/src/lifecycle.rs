@@ -106,13 +106,12 @@ pub fn run_by(
 ) -> Result<Grouped<LifecycleResult>, QueryError> {
     let rows = src.scan(&by.scan(seg, None, p.from, p.to))?;
     let ids = GroupIds::new(&rows);
-    let persons = src.person_count();
     // One scan, split by value; each group is counted as if its events
     // were all there was.
     let groups = ids
         .split(rows)
         .into_iter()
-        .map(|(value, rows)| (value, count(&rows, persons, p)))
+        .map(|part| (part.value, count(&part.rows, part.persons, p)))
         .collect();
     Ok(Grouped::new(by, groups))
 }

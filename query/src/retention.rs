@@ -511,7 +511,22 @@ impl Members {
     fn result(&self, p: &RetentionParams, hits: &Hits, list: &[u32]) -> RetentionResult {
         let n = p.periods as usize + 1;
         let len = p.period.length_ms();
-        let cohorts = self.cohort_days.len();
+        // The cohorts `list` has members in, numbered densely in cohort
+        // order, so a group costs its own cohorts, not every cohort.
+        let mut local = vec![u32::MAX; self.cohort_days.len()];
+        let mut used: Vec<usize> = Vec::new();
+        for &m in list {
+            let c = self.cohort[m as usize] as usize;
+            if local[c] == u32::MAX {
+                local[c] = 0;
+                used.push(c);
+            }
+        }
+        used.sort_unstable();
+        for (i, &c) in used.iter().enumerate() {
+            local[c] = i as u32;
+        }
+        let cohorts = used.len();
         let mut size = vec![0u64; cohorts];
         let mut latest_s0 = vec![i64::MIN; cohorts];
         let mut retained = vec![0u64; cohorts * n];
@@ -521,7 +536,7 @@ impl Members {
         let words = hits.words;
         for &m in list {
             let m = m as usize;
-            let c = self.cohort[m] as usize;
+            let c = local[self.cohort[m] as usize] as usize;
             size[c] += 1;
             latest_s0[c] = latest_s0[c].max(self.s0[m]);
             let mut latest = 0;
@@ -540,7 +555,6 @@ impl Members {
         }
         let mut total = RetentionTotal::zero(n);
         let rows: Vec<CohortRetention> = (0..cohorts)
-            .filter(|&c| size[c] > 0)
             .map(|c| {
                 let mut ret = retained[c * n..(c + 1) * n].to_vec();
                 ret[0] = size[c];
@@ -555,7 +569,7 @@ impl Members {
                 // latest member, i.e. for k < floor((as_of - s0) / L).
                 let done = p.as_of.saturating_sub(latest_s0[c]).div_euclid(len).max(0);
                 CohortRetention {
-                    cohort: ms_to_date(self.cohort_days[c] * DAY_MS).to_string(),
+                    cohort: ms_to_date(self.cohort_days[used[c]] * DAY_MS).to_string(),
                     size: size[c],
                     retained: ret,
                     unbounded,

@@ -317,9 +317,15 @@ impl GroupIds {
     }
 
     /// Splits rows into one set of rows per group (each row keeps its name,
-    /// person, time, stage and revenue), for analyses where every event
-    /// counts in its own group. Groups without rows are left out.
-    pub(crate) fn split(&self, rows: Vec<Rows>) -> Vec<(GroupValue, Vec<Rows>)> {
+    /// time, stage and revenue), for analyses where every event counts in
+    /// its own group and only distinct persons *within* a group matter
+    /// (lifecycle, trend). Groups without rows are left out.
+    ///
+    /// Each group's persons are renumbered densely (`Part::persons` of
+    /// them), so that a group costs memory and time for its own rows and
+    /// persons, not for every person of the store: a breakdown by a
+    /// property with thousands of values stays linear in the rows.
+    pub(crate) fn split(&self, rows: Vec<Rows>) -> Vec<Part> {
         let mut out: Vec<Vec<Rows>> = vec![Vec::new(); self.len()];
         // Per group, where this block's name has its `Rows` in the group's
         // list (`usize::MAX`: not yet).
@@ -343,11 +349,48 @@ impl GroupIds {
                 dst.revenue.push(r.revenue[i]);
             }
         }
-        self.values
-            .iter()
-            .cloned()
-            .zip(out)
-            .filter(|(_, rows)| !rows.is_empty())
-            .collect()
+        drop(rows);
+        // One map from person id to the group's own number, reset after
+        // each group for the entries it touched.
+        let mut local: Vec<u32> = Vec::new();
+        let mut parts = Vec::new();
+        for (value, mut rows) in self.values.iter().cloned().zip(out) {
+            if rows.is_empty() {
+                continue;
+            }
+            let mut persons: Vec<u32> = Vec::new();
+            for r in &mut rows {
+                for p in &mut r.person {
+                    let slot = *p as usize;
+                    if slot >= local.len() {
+                        local.resize(slot + 1, u32::MAX);
+                    }
+                    if local[slot] == u32::MAX {
+                        local[slot] = persons.len() as u32;
+                        persons.push(*p);
+                    }
+                    *p = local[slot];
+                }
+            }
+            for &p in &persons {
+                local[p as usize] = u32::MAX;
+            }
+            parts.push(Part {
+                value,
+                rows,
+                persons: persons.len(),
+            });
+        }
+        parts
     }
+}
+
+/// One group's rows from [`GroupIds::split`].
+pub(crate) struct Part {
+    /// The group's value.
+    pub(crate) value: GroupValue,
+    /// Its rows, persons numbered `0..persons` within the group.
+    pub(crate) rows: Vec<Rows>,
+    /// How many distinct persons the rows have.
+    pub(crate) persons: usize,
 }

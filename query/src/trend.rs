@@ -251,13 +251,12 @@ pub fn run_by(
     let bounds = p.bounds()?;
     let rows = scan(src, p, &bounds, seg, Some(by))?;
     let ids = GroupIds::new(&rows);
-    let persons = src.person_count();
     // One scan, split by value; each group is measured as if its events
     // were all there was.
     let groups = ids
         .split(rows)
         .into_iter()
-        .map(|(value, rows)| (value, measure(&rows, persons, p, &bounds)))
+        .map(|part| (part.value, measure(&part.rows, part.persons, p, &bounds)))
         .collect();
     Ok(Grouped::new(by, groups))
 }
