@@ -327,22 +327,35 @@ impl GroupIds {
     /// property with thousands of values stays linear in the rows.
     pub(crate) fn split(&self, rows: Vec<Rows>) -> Vec<Part> {
         let mut out: Vec<Vec<Rows>> = vec![Vec::new(); self.len()];
-        // Per group, where this block's name has its `Rows` in the group's
-        // list (`usize::MAX`: not yet).
-        let mut at = vec![usize::MAX; self.len()];
+        let mut count = vec![0usize; self.len()];
         for (k, r) in rows.iter().enumerate() {
-            at.fill(usize::MAX);
-            for i in 0..r.len() {
-                let g = self.of(k, r, i) as usize;
-                let list = &mut out[g];
-                if at[g] == usize::MAX {
-                    list.push(Rows {
+            // Two passes per block: count each group's rows, then copy
+            // them into columns allocated once at their final size.
+            count.fill(0);
+            let groups: Vec<u32> = (0..r.len()).map(|i| self.of(k, r, i)).collect();
+            for &g in &groups {
+                count[g as usize] += 1;
+            }
+            let at: Vec<usize> = count
+                .iter()
+                .enumerate()
+                .map(|(g, &n)| {
+                    if n == 0 {
+                        return usize::MAX;
+                    }
+                    out[g].push(Rows {
                         name: r.name,
+                        person: Vec::with_capacity(n),
+                        ts: Vec::with_capacity(n),
+                        stage: Vec::with_capacity(n),
+                        revenue: Vec::with_capacity(n),
                         ..Rows::default()
                     });
-                    at[g] = list.len() - 1;
-                }
-                let dst = &mut list[at[g]];
+                    out[g].len() - 1
+                })
+                .collect();
+            for (i, &g) in groups.iter().enumerate() {
+                let dst = &mut out[g as usize][at[g as usize]];
                 dst.person.push(r.person[i]);
                 dst.ts.push(r.ts[i]);
                 dst.stage.push(r.stage[i]);

@@ -641,3 +641,118 @@ proptest! {
         }
     }
 }
+
+// --- Scale: a breakdown by a 10-value property -------------------------------
+
+/// [`Columns`](crate::funnel::Columns) with a property of 10 values (the
+/// row's position modulo 10), so `by` costs what a store's value column
+/// would: the analysis's share is what the scale runs time.
+struct TenValues(crate::funnel::Columns);
+
+impl tally_query::Source for TenValues {
+    fn name_id(&self, name: &str) -> Option<u32> {
+        self.0.name_id(name)
+    }
+
+    fn person_count(&self) -> usize {
+        self.0.person_count()
+    }
+
+    fn scan(
+        &self,
+        scan: &tally_query::Scan<'_>,
+    ) -> Result<Vec<tally_query::Rows>, tally_query::QueryError> {
+        let mut rows = self.0.scan(scan)?;
+        if scan.by.is_some() {
+            for r in &mut rows {
+                r.values = (0..10).map(|v| GroupValue::Num(f64::from(v))).collect();
+                r.group = (0..r.len() as u32).map(|i| i % 10).collect();
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// `cargo test -p tally-query --release -- --ignored --nocapture scale`
+#[test]
+#[ignore = "a scale run: use --release"]
+fn scale_breakdowns_10m_events() {
+    use tally_event::time::parse_date_or_rfc3339;
+    let src = TenValues(crate::funnel::Columns::synthetic(10_000_000, 500_000, 8));
+    let from = parse_date_or_rfc3339("2026-01-08").unwrap();
+    let to = parse_date_or_rfc3339("2026-01-31").unwrap();
+    let seg = Segment::default();
+    let by = Breakdown::new("v", 20).unwrap();
+    let time = |what: &str, f: &dyn Fn() -> usize| {
+        let t = std::time::Instant::now();
+        let groups = f();
+        println!("{what}: {:?} ({groups} groups)", t.elapsed());
+    };
+    let f = FunnelParams {
+        steps: ["e0", "e1", "e2", "e3", "e0"].map(String::from).to_vec(),
+        window_ms: 7 * D,
+        from,
+        to,
+    };
+    time("funnel", &|| {
+        funnel::run_segment(&src, &f, &seg).map(|_| 1).unwrap()
+    });
+    time("funnel --by", &|| {
+        funnel::run_by(&src, &f, &seg, &by).unwrap().groups.len()
+    });
+    let a = tally_query::activation::ActivationParams {
+        start: "e0".into(),
+        event: "e1".into(),
+        count: 2,
+        within_ms: 7 * D,
+        from,
+        to,
+        as_of: to + 30 * D,
+        tz: tally_query::Zone::utc(),
+    };
+    use tally_query::activation;
+    time("activation", &|| {
+        activation::run_segment(&src, &a, &seg).map(|_| 1).unwrap()
+    });
+    time("activation --by", &|| {
+        activation::run_by(&src, &a, &seg, &by)
+            .unwrap()
+            .groups
+            .len()
+    });
+    let l = lifecycle::LifecycleParams { from, to };
+    time("lifecycle", &|| {
+        lifecycle::run_segment(&src, &l, &seg).map(|_| 1).unwrap()
+    });
+    time("lifecycle --by", &|| {
+        lifecycle::run_by(&src, &l, &seg, &by).unwrap().groups.len()
+    });
+    let mut raw = tally_query::RawParams::new([
+        ("start", "e0"),
+        ("return", "e1"),
+        ("from", "2026-01-08"),
+        ("to", "2026-01-31"),
+    ]);
+    let r = tally_query::retention::RetentionParams::from_raw(&mut raw, to).unwrap();
+    use tally_query::retention;
+    time("retention", &|| {
+        retention::run_segment(&src, &r, &seg).map(|_| 1).unwrap()
+    });
+    time("retention --by", &|| {
+        retention::run_by(&src, &r, &seg, &by).unwrap().groups.len()
+    });
+    let mut raw = tally_query::RawParams::new([
+        ("event", "any"),
+        ("measure", "users"),
+        ("from", "2026-01-08"),
+        ("to", "2026-01-31"),
+    ]);
+    let t = tally_query::trend::TrendParams::from_raw(&mut raw, to).unwrap();
+    use tally_query::trend;
+    time("trend users", &|| {
+        trend::run_segment(&src, &t, &seg).map(|_| 1).unwrap()
+    });
+    time("trend users --by", &|| {
+        trend::run_by(&src, &t, &seg, &by).unwrap().groups.len()
+    });
+}
