@@ -599,9 +599,10 @@ impl GroupReport for FunnelResult {
             g.by
         );
         out.push('\n');
+        // The step on a line of its own, then one indented line per group
+        // (the first column is the only left-aligned one).
         let mut rows = vec![vec![
-            "step".to_string(),
-            g.by.clone(),
+            format!("step / {}", g.by),
             "users".into(),
             "from previous".into(),
             "overall".into(),
@@ -609,15 +610,11 @@ impl GroupReport for FunnelResult {
             String::new(),
         ]];
         for (k, step) in first.result.steps.iter().enumerate() {
-            for (i, group) in g.groups.iter().enumerate() {
+            rows.push(vec![format!("{}. {}", k + 1, step.event)]);
+            for group in &g.groups {
                 let s = &group.result.steps[k];
                 rows.push(vec![
-                    if i == 0 {
-                        format!("{}. {}", k + 1, step.event)
-                    } else {
-                        String::new()
-                    },
-                    crate::segment::group_label(&group.value),
+                    format!("   {}", crate::segment::group_label(&group.value)),
                     thousands(s.users),
                     percent(s.conversion_from_previous),
                     percent(s.conversion_from_first),
