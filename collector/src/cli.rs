@@ -281,6 +281,50 @@ struct QueryArgs {
     tz: Option<String>,
 }
 
+/// `--where` and `--identity`, which every analysis takes (SPEC §5, §1).
+#[derive(Debug, Args)]
+struct FilterArgs {
+    /// Only events whose property passes: 'PATH OP VALUE', OP one of
+    /// = != < <= > >= ~ (contains) !~; repeatable, all must hold
+    /// (e.g. --where 'plan = pro' --where 'utm.source ~ news')
+    #[arg(long = "where", value_name = "FILTER", allow_hyphen_values = true)]
+    where_: Vec<String>,
+    /// linked: count an anonymous id's events for the user it is linked
+    /// to; none: every person key is its own person [default: linked]
+    #[arg(long)]
+    identity: Option<String>,
+}
+
+/// `--by` and `--limit`, which every analysis but `active` takes.
+#[derive(Debug, Args)]
+struct ByArgs {
+    /// Break the answer down by this property (a dotted path, e.g. plan or
+    /// utm.source)
+    #[arg(long, value_name = "PATH")]
+    by: Option<String>,
+    /// With --by: how many groups to list, 1 to 1000, largest first; the
+    /// rest are counted [default: 20]
+    #[arg(long, allow_hyphen_values = true)]
+    limit: Option<String>,
+}
+
+impl FilterArgs {
+    /// The flags as parameters (`where` once per filter).
+    fn pairs(&self, by: Option<&ByArgs>) -> Vec<(&'static str, Option<String>)> {
+        let mut pairs: Vec<(&'static str, Option<String>)> = self
+            .where_
+            .iter()
+            .map(|w| ("where", Some(w.clone())))
+            .collect();
+        pairs.push(("identity", self.identity.clone()));
+        if let Some(b) = by {
+            pairs.push(("by", b.by.clone()));
+            pairs.push(("limit", b.limit.clone()));
+        }
+        pairs
+    }
+}
+
 #[derive(Debug, Args)]
 struct FunnelArgs {
     /// Comma-separated event names, 2 to 20
@@ -289,6 +333,10 @@ struct FunnelArgs {
     /// Time allowed from the first step to the last: 90s, 30m, 24h, 7d, 2w [default: 14d]
     #[arg(long, allow_hyphen_values = true)]
     window: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    breakdown: ByArgs,
     #[command(flatten)]
     q: QueryArgs,
 }
@@ -312,6 +360,10 @@ struct ActivationArgs {
     #[arg(long)]
     as_of: Option<String>,
     #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    breakdown: ByArgs,
+    #[command(flatten)]
     q: QueryArgs,
 }
 
@@ -333,17 +385,27 @@ struct RetentionArgs {
     #[arg(long)]
     as_of: Option<String>,
     #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    breakdown: ByArgs,
+    #[command(flatten)]
     q: QueryArgs,
 }
 
 #[derive(Debug, Args)]
 struct LifecycleArgs {
     #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    breakdown: ByArgs,
+    #[command(flatten)]
     q: QueryArgs,
 }
 
 #[derive(Debug, Args)]
 struct ActiveArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
     #[command(flatten)]
     q: QueryArgs,
 }
@@ -359,6 +421,10 @@ struct TrendArgs {
     /// hour, day, week (ISO, Monday) or month, in --tz [default: day]
     #[arg(long)]
     interval: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    breakdown: ByArgs,
     #[command(flatten)]
     q: QueryArgs,
 }
@@ -495,40 +561,52 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Funnel(a) => analysis(
             "funnel",
             &a.q,
-            vec![("steps", a.steps), ("window", a.window)],
+            [("steps", a.steps), ("window", a.window)]
+                .into_iter()
+                .chain(a.filter.pairs(Some(&a.breakdown)))
+                .collect(),
         ),
         Command::Activation(a) => analysis(
             "activation",
             &a.q,
-            vec![
+            [
                 ("start", a.start),
                 ("event", a.event),
                 ("count", a.count),
                 ("within", a.within),
                 ("as-of", a.as_of),
-            ],
+            ]
+            .into_iter()
+            .chain(a.filter.pairs(Some(&a.breakdown)))
+            .collect(),
         ),
         Command::Retention(a) => analysis(
             "retention",
             &a.q,
-            vec![
+            [
                 ("start", a.start),
                 ("return", a.return_),
                 ("period", a.period),
                 ("periods", a.periods),
                 ("as-of", a.as_of),
-            ],
+            ]
+            .into_iter()
+            .chain(a.filter.pairs(Some(&a.breakdown)))
+            .collect(),
         ),
-        Command::Lifecycle(a) => analysis("lifecycle", &a.q, vec![]),
-        Command::Active(a) => analysis("active", &a.q, vec![]),
+        Command::Lifecycle(a) => analysis("lifecycle", &a.q, a.filter.pairs(Some(&a.breakdown))),
+        Command::Active(a) => analysis("active", &a.q, a.filter.pairs(None)),
         Command::Trend(a) => analysis(
             "trend",
             &a.q,
-            vec![
+            [
                 ("event", a.event),
                 ("measure", a.measure),
                 ("interval", a.interval),
-            ],
+            ]
+            .into_iter()
+            .chain(a.filter.pairs(Some(&a.breakdown)))
+            .collect(),
         ),
         Command::Check(a) => check(a),
         Command::Backup(a) => backup(a),

@@ -21,8 +21,13 @@
 //!
 //! When `event` equals `start`, the start event itself is one of the
 //! qualifying events (it is at `s0`), as SPEC says.
+//!
+//! Filters and identity (SPEC §5, §1) go into both scans, so `s0` is the
+//! first *matching* start. With `--by`, step 1 also keeps the group of
+//! each person's `s0` event (ties: the smallest value), and step 4 keeps
+//! one set of weeks per group; step 2 is done once for everybody.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use rayon::prelude::*;
@@ -32,10 +37,12 @@ use tally_event::time::{DAY_MS, format_rfc3339, ms_to_date};
 use crate::calendar::{Zone, monday_of};
 
 use crate::error::QueryError;
+use crate::filter::GroupValue;
 use crate::group::{ByPerson, group_by_person};
 use crate::params::{RawParams, check_window};
 use crate::render::{BAR_WIDTH, Report, align, bar, human_duration, percent, thousands};
-use crate::source::{Scan, Source};
+use crate::segment::{Breakdown, GroupIds, GroupReport, Grouped, Segment};
+use crate::source::{Rows, Source};
 use crate::stats::{median_seconds, ratio};
 
 /// `--within` when not given: 30 days.
@@ -176,30 +183,70 @@ const NOT_IN_COHORT: i64 = i64::MAX;
 
 /// Computes the activation.
 pub fn run(src: &dyn Source, p: &ActivationParams) -> Result<ActivationResult, QueryError> {
+    run_segment(src, p, &Segment::default())
+}
+
+/// Computes the activation over the events that pass `seg`'s filters (so
+/// a person's first start is their first *matching* start, SPEC §5), with
+/// persons as `seg` says.
+pub fn run_segment(
+    src: &dyn Source,
+    p: &ActivationParams,
+    seg: &Segment,
+) -> Result<ActivationResult, QueryError> {
+    let groups = compute(src, p, seg, None)?;
+    Ok(groups
+        .into_iter()
+        .next()
+        .map_or_else(Weeks::new, |(_, w)| w)
+        .finish(p))
+}
+
+/// The activation broken down by the value of `by` on each person's cohort
+/// event, their first start (the smallest value when several starts tie
+/// for first, SPEC §5). Ordered by `cohort_size`.
+pub fn run_by(
+    src: &dyn Source,
+    p: &ActivationParams,
+    seg: &Segment,
+    by: &Breakdown,
+) -> Result<Grouped<ActivationResult>, QueryError> {
+    let groups = compute(src, p, seg, Some(by))?
+        .into_iter()
+        .map(|(v, w)| (v, w.finish(p)))
+        .collect();
+    Ok(Grouped::new(by, groups))
+}
+
+/// The non-empty cohorts' weeks, per group (one group, `null`, without a
+/// breakdown).
+fn compute(
+    src: &dyn Source,
+    p: &ActivationParams,
+    seg: &Segment,
+    by: Option<&Breakdown>,
+) -> Result<Vec<(GroupValue, Weeks)>, QueryError> {
     p.validate()?;
     let Some(start_id) = src.name_id(&p.start) else {
-        return Ok(Weeks::new().finish(p));
+        return Ok(Vec::new());
     };
     if p.from >= p.to {
-        return Ok(Weeks::new().finish(p));
+        return Ok(Vec::new());
     }
 
-    // Step 1: first ever start per person, then keep only the cohort.
-    let mut s0 = vec![NOT_IN_COHORT; src.person_count()];
-    for rows in src.scan(&Scan {
-        names: Some(&[start_id]),
-        from: i64::MIN,
-        to: p.to,
-        ..Default::default()
-    })? {
-        for (&person, &ts) in rows.person.iter().zip(&rows.ts) {
-            let person = person as usize;
-            if person >= s0.len() {
-                s0.resize(person + 1, NOT_IN_COHORT);
-            }
-            s0[person] = s0[person].min(ts);
-        }
-    }
+    // Step 1: first ever start per person (and, with a breakdown, its
+    // group), then keep only the cohort.
+    let names = [start_id];
+    let start_rows = src.scan(&match by {
+        Some(by) => by.scan(seg, Some(&names), i64::MIN, p.to),
+        None => seg.scan(Some(&names), i64::MIN, p.to),
+    })?;
+    let ids = by.map(|_| GroupIds::new(&start_rows));
+    let FirstStarts {
+        mut s0,
+        group: cohort_group,
+    } = first_starts(&start_rows, src.person_count(), p.to, ids.as_ref());
+    drop(start_rows);
     for s in &mut s0 {
         if !(p.from..p.to).contains(s) {
             *s = NOT_IN_COHORT;
@@ -211,12 +258,8 @@ pub fn run(src: &dyn Source, p: &ActivationParams) -> Result<ActivationResult, Q
     let mut qualifying: ByPerson<i64> = match src.name_id(&p.event) {
         None => group_by_person(s0.len(), &[], |_, _, _| None),
         Some(event_id) => {
-            let rows = src.scan(&Scan {
-                names: Some(&[event_id]),
-                from: p.from,
-                to: p.to.saturating_add(p.within_ms),
-                ..Default::default()
-            })?;
+            let rows =
+                src.scan(&seg.scan(Some(&[event_id]), p.from, p.to.saturating_add(p.within_ms)))?;
             group_by_person(s0.len(), &rows, |_, person, ts| {
                 let start = *s0.get(person as usize)?;
                 let inside = start != NOT_IN_COHORT && ts >= start && ts - start <= p.within_ms;
@@ -227,11 +270,13 @@ pub fn run(src: &dyn Source, p: &ActivationParams) -> Result<ActivationResult, Q
 
     // Steps 3 and 4, in parallel over blocks of persons.
     let nth = p.count as usize - 1;
+    // Per group id (0 without a breakdown); a map, since a property with
+    // many values leaves most groups absent from most blocks.
     let weeks = qualifying
         .blocks()
         .into_par_iter()
         .map(|mut block| {
-            let mut weeks = Weeks::new();
+            let mut weeks: HashMap<u32, Weeks> = HashMap::new();
             block.for_each(|person, ts| {
                 let Some(&start) = s0.get(person as usize) else {
                     return;
@@ -244,13 +289,78 @@ pub fn run(src: &dyn Source, p: &ActivationParams) -> Result<ActivationResult, Q
                     at - start
                 });
                 let mature = start.saturating_add(p.within_ms) <= p.as_of;
-                weeks.add(monday_of(p.tz.local_day(start)), time_to_activate, mature);
+                let g = cohort_group.get(person as usize).copied().unwrap_or(0);
+                weeks.entry(g).or_insert_with(Weeks::new).add(
+                    monday_of(p.tz.local_day(start)),
+                    time_to_activate,
+                    mature,
+                );
             });
             weeks
         })
-        .reduce(Weeks::new, Weeks::merge);
+        .reduce(HashMap::new, |mut a, b| {
+            for (g, w) in b {
+                let merged = match a.remove(&g) {
+                    Some(w0) => w0.merge(w),
+                    None => w,
+                };
+                a.insert(g, merged);
+            }
+            a
+        });
 
-    Ok(weeks.finish(p))
+    let values = ids.map_or_else(|| vec![GroupValue::Null], |ids| ids.values);
+    Ok(weeks
+        .into_iter()
+        .map(|(g, w)| (values[g as usize].clone(), w))
+        .collect())
+}
+
+/// Per person: the first start event (`NOT_IN_COHORT` when none) and, with
+/// a breakdown, its group.
+pub(crate) struct FirstStarts {
+    pub(crate) s0: Vec<i64>,
+    /// Empty without a breakdown.
+    pub(crate) group: Vec<u32>,
+}
+
+/// The first start before `to` of every person; with `ids`, the group of
+/// that event, and when several starts tie for first, the smallest of
+/// their values in SPEC §5's order.
+pub(crate) fn first_starts(
+    rows: &[Rows],
+    persons: usize,
+    to: i64,
+    ids: Option<&GroupIds>,
+) -> FirstStarts {
+    let mut s0 = vec![NOT_IN_COHORT; persons];
+    let mut group: Vec<u32> = Vec::new();
+    for (k, r) in rows.iter().enumerate() {
+        for (i, (&person, &ts)) in r.person.iter().zip(&r.ts).enumerate() {
+            if ts >= to {
+                continue;
+            }
+            let person = person as usize;
+            if person >= s0.len() {
+                s0.resize(person + 1, NOT_IN_COHORT);
+            }
+            let Some(ids) = ids else {
+                s0[person] = s0[person].min(ts);
+                continue;
+            };
+            if group.len() < s0.len() {
+                group.resize(s0.len(), 0);
+            }
+            let g = ids.of(k, r, i);
+            let better = ts < s0[person]
+                || (ts == s0[person] && ids.rank[g as usize] < ids.rank[group[person] as usize]);
+            if better {
+                s0[person] = ts;
+                group[person] = g;
+            }
+        }
+    }
+    FirstStarts { s0, group }
 }
 
 /// The mergeable intermediate: per week (Monday's day number), the cohort
@@ -408,6 +518,52 @@ impl Report for ActivationResult {
                 "week,{},{},{},{},{}",
                 w.cohort, w.cohort_size, w.activated, w.rate, w.mature
             );
+        }
+        out
+    }
+}
+
+impl GroupReport for ActivationResult {
+    fn headline(&self) -> f64 {
+        self.cohort_size as f64
+    }
+
+    /// The summary of each group side by side, one column per group (the
+    /// weeks are in the JSON and CSV).
+    fn grouped_table(g: &Grouped<Self>) -> String {
+        let mut rows = vec![
+            std::iter::once(g.by.clone())
+                .chain(
+                    g.groups
+                        .iter()
+                        .map(|x| crate::segment::group_label(&x.value)),
+                )
+                .collect::<Vec<_>>(),
+        ];
+        let line = |name: &str, cell: &dyn Fn(&ActivationResult) -> String| {
+            std::iter::once(name.to_string())
+                .chain(g.groups.iter().map(|x| cell(&x.result)))
+                .collect::<Vec<_>>()
+        };
+        rows.push(line("Cohort", &|r| thousands(r.cohort_size)));
+        rows.push(line("Activated", &|r| thousands(r.activated)));
+        rows.push(line("Rate", &|r| percent(r.rate)));
+        rows.push(line("Median time to activate", &|r| {
+            r.median_seconds_to_activate
+                .map_or_else(|| "-".to_string(), human_duration)
+        }));
+        rows.push(line("Mature cohort", &|r| thousands(r.mature.cohort_size)));
+        rows.push(line("Mature activated", &|r| thousands(r.mature.activated)));
+        rows.push(line("Mature rate", &|r| {
+            if r.mature.cohort_size == 0 {
+                "-".to_string()
+            } else {
+                percent(r.mature.rate)
+            }
+        }));
+        let mut out = align(&rows);
+        if let Some(first) = g.groups.first() {
+            let _ = writeln!(out, "\nAs of {}", first.result.as_of);
         }
         out
     }

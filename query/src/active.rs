@@ -25,7 +25,8 @@ use crate::calendar::{Zone, date_label};
 use crate::error::QueryError;
 use crate::params::RawParams;
 use crate::render::{BAR_WIDTH, Report, align, bar, csv_field, percent, thousands};
-use crate::source::{Rows, Scan, Source};
+use crate::segment::Segment;
+use crate::source::{Rows, Source};
 
 /// Days in the weekly window.
 const WEEK: usize = 7;
@@ -118,6 +119,17 @@ const PARALLEL_MIN_ROWS: usize = 1 << 16;
 
 /// Runs the active-users analysis.
 pub fn run(src: &dyn Source, p: &ActiveParams) -> Result<ActiveResult, QueryError> {
+    run_segment(src, p, &Segment::default())
+}
+
+/// Runs the active-users analysis over the events that pass `seg`'s
+/// filters, with persons as `seg` says. (No breakdown: SPEC §5 gives
+/// `active` none.)
+pub fn run_segment(
+    src: &dyn Source,
+    p: &ActiveParams,
+    seg: &Segment,
+) -> Result<ActiveResult, QueryError> {
     // Unix day numbers of the first and last listed day.
     let (first, last) = listed_days(p.from, p.to, &p.tz);
     if first > last {
@@ -131,12 +143,7 @@ pub fn run(src: &dyn Source, p: &ActiveParams) -> Result<ActiveResult, QueryErro
     let span = (last - base + 1) as usize;
     // Where each day starts, and the end of the last.
     let starts: Vec<i64> = (base..=last + 1).map(|d| p.tz.day_start(d)).collect();
-    let rows = src.scan(&Scan {
-        names: None,
-        from: starts[0],
-        to: starts[span],
-        ..Default::default()
-    })?;
+    let rows = src.scan(&seg.scan(None, starts[0], starts[span]))?;
     let persons = src.person_count();
     let total: usize = rows.iter().map(Rows::len).sum();
     let parts = rayon::current_num_threads()

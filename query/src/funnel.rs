@@ -19,7 +19,13 @@
 //! A *slot* is a distinct step name: `view,view,buy` has slots `view` (0)
 //! and `buy` (1). Slots are numbered in order of first appearance, so the
 //! entry step is always slot 0.
+//!
+//! With `--by`, the scan also gives each entry its group (the value on the
+//! step-1 event) and step 3 walks a person once per group they entered in,
+//! taking only that group's entries and any events for later steps; step 4
+//! keeps one `Tally` per group.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use rayon::prelude::*;
@@ -27,10 +33,12 @@ use serde::{Deserialize, Serialize, Serializer};
 use tally_event::time::{DAY_MS, format_rfc3339};
 
 use crate::error::QueryError;
-use crate::group::group_by_person;
+use crate::filter::GroupValue;
+use crate::group::group_by_person_at;
 use crate::params::{RawParams, check_window};
 use crate::render::{BAR_WIDTH, Report, align, bar, csv_field, human_duration, percent, thousands};
-use crate::source::{NameId, Scan, Source};
+use crate::segment::{Breakdown, GroupIds, GroupReport, Grouped, Segment};
+use crate::source::{NameId, Source};
 use crate::stats::{median_seconds, ratio};
 
 /// Fewest `--steps`.
@@ -146,6 +154,50 @@ fn whole_as_integer<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
 
 /// Computes the funnel.
 pub fn run(src: &dyn Source, p: &FunnelParams) -> Result<FunnelResult, QueryError> {
+    run_segment(src, p, &Segment::default())
+}
+
+/// Computes the funnel over the events that pass `seg`'s filters, with
+/// persons as `seg` says.
+pub fn run_segment(
+    src: &dyn Source,
+    p: &FunnelParams,
+    seg: &Segment,
+) -> Result<FunnelResult, QueryError> {
+    let (tallies, _) = compute(src, p, seg, None)?;
+    let tally = tallies
+        .into_iter()
+        .next()
+        .map_or_else(|| Tally::new(p.steps.len()), |(_, t)| t);
+    Ok(tally.finish(p))
+}
+
+/// The funnel broken down by the value of `by` on each entry's step-1
+/// event (SPEC §5): a person's level in a group counts only their entries
+/// with that value, and later steps may be any events. Ordered by step-1
+/// users.
+pub fn run_by(
+    src: &dyn Source,
+    p: &FunnelParams,
+    seg: &Segment,
+    by: &Breakdown,
+) -> Result<Grouped<FunnelResult>, QueryError> {
+    let (tallies, values) = compute(src, p, seg, Some(by))?;
+    let groups = tallies
+        .into_iter()
+        .map(|(g, t)| (values[g as usize].clone(), t.finish(p)))
+        .collect();
+    Ok(Grouped::new(by, groups))
+}
+
+/// The tallies per group id (one group, id 0, without a breakdown; none
+/// when nobody entered), and the group ids' values.
+fn compute(
+    src: &dyn Source,
+    p: &FunnelParams,
+    seg: &Segment,
+    by: Option<&Breakdown>,
+) -> Result<(HashMap<u32, Tally>, Vec<GroupValue>), QueryError> {
     p.validate()?;
 
     // Distinct step names become slots; unknown names keep their slot (so
@@ -172,13 +224,12 @@ pub fn run(src: &dyn Source, p: &FunnelParams) -> Result<FunnelResult, QueryErro
     let rows = if slot_ids[0].is_none() || p.from >= p.to {
         Vec::new()
     } else {
-        src.scan(&Scan {
-            names: Some(&scan_ids),
-            from: p.from,
-            to: scan_to,
-            ..Default::default()
+        src.scan(&match by {
+            Some(by) => by.scan(seg, Some(&scan_ids), p.from, scan_to),
+            None => seg.scan(Some(&scan_ids), p.from, scan_to),
         })?
     };
+    let ids = by.map(|_| GroupIds::new(&rows));
 
     // Step 2: counting sort by person. The filter on `ts` only guards
     // against a store that hands back more than asked.
@@ -191,9 +242,16 @@ pub fn run(src: &dyn Source, p: &FunnelParams) -> Result<FunnelResult, QueryErro
                 .map(|s| s as u8)
         })
         .collect();
-    let mut grouped = group_by_person(src.person_count(), &rows, |k, _, ts| {
+    let mut grouped = group_by_person_at(src.person_count(), &rows, |k, i, _, ts| {
         let slot = row_slot[k]?;
-        (p.from..scan_to).contains(&ts).then_some(Ev { slot, ts })
+        // Only entries' values matter; other rows are left in group 0.
+        let group = match (&ids, slot) {
+            (Some(ids), 0) => ids.of(k, &rows[k], i),
+            _ => 0,
+        };
+        (p.from..scan_to)
+            .contains(&ts)
+            .then_some(Ev { slot, ts, group })
     });
     drop(rows);
 
@@ -206,29 +264,54 @@ pub fn run(src: &dyn Source, p: &FunnelParams) -> Result<FunnelResult, QueryErro
         window_ms: p.window_ms,
     };
     let n = p.steps.len();
-    let tally = grouped
+    let breakdown = ids.is_some();
+    let tallies = grouped
         .blocks()
         .into_par_iter()
         .map(|mut block| {
-            let mut tally = Tally::new(n);
+            let mut tallies: HashMap<u32, Tally> = HashMap::new();
             let mut chain = [0i64; MAX_STEPS];
+            let mut entry_groups: Vec<u32> = Vec::new();
             block.for_each(|_, evs| {
+                let is_entry = |e: &Ev| e.slot == 0 && (p.from..p.to).contains(&e.ts);
                 // Persons who never entered cost one pass, not a sort.
-                if !evs
-                    .iter()
-                    .any(|e| e.slot == 0 && (p.from..p.to).contains(&e.ts))
-                {
+                if !evs.iter().any(is_entry) {
                     return;
                 }
                 evs.sort_unstable();
-                let level = walk(&plan, evs, &mut chain);
-                tally.add(level, &chain);
+                if !breakdown {
+                    let level = walk(&plan, evs, None, &mut chain);
+                    tallies
+                        .entry(0)
+                        .or_insert_with(|| Tally::new(n))
+                        .add(level, &chain);
+                    return;
+                }
+                entry_groups.clear();
+                entry_groups.extend(evs.iter().filter(|e| is_entry(e)).map(|e| e.group));
+                entry_groups.sort_unstable();
+                entry_groups.dedup();
+                for &g in &entry_groups {
+                    let level = walk(&plan, evs, Some(g), &mut chain);
+                    tallies
+                        .entry(g)
+                        .or_insert_with(|| Tally::new(n))
+                        .add(level, &chain);
+                }
             });
-            tally
+            tallies
         })
-        .reduce(|| Tally::new(n), Tally::merge);
-
-    Ok(tally.finish(p))
+        .reduce(HashMap::new, |mut a, b| {
+            for (g, t) in b {
+                let merged = match a.remove(&g) {
+                    Some(t0) => t0.merge(t),
+                    None => t,
+                };
+                a.insert(g, merged);
+            }
+            a
+        });
+    Ok((tallies, ids.map(|ids| ids.values).unwrap_or_default()))
 }
 
 /// One scanned event: which slot (step name) and when. Ordered by slot,
@@ -237,6 +320,8 @@ pub fn run(src: &dyn Source, p: &FunnelParams) -> Result<FunnelResult, QueryErro
 struct Ev {
     slot: u8,
     ts: i64,
+    /// With a breakdown, the group of an entry (slot 0); 0 otherwise.
+    group: u32,
 }
 
 /// The parameters as [`walk`] needs them.
@@ -291,7 +376,13 @@ struct Plan {
 /// completing earliest; entries are walked oldest first and a tie replaces
 /// the previous best, so the latest of the earliest-completing entries
 /// wins (SPEC: "browse, browse, buy" measures from the last browse).
-fn walk(plan: &Plan, evs: &[Ev], chain: &mut [i64; MAX_STEPS]) -> usize {
+///
+/// # Breakdown
+///
+/// With `only`, the entries are those whose event is in that group (SPEC
+/// §5: a person's level in a group counts only their entries with that
+/// value); later steps are matched among all events as before.
+fn walk(plan: &Plan, evs: &[Ev], only: Option<u32>, chain: &mut [i64; MAX_STEPS]) -> usize {
     // Each slot's events are a time-sorted run `evs[bounds[s]..bounds[s + 1]]`.
     let mut bounds = [0usize; MAX_STEPS + 1];
     for (s, b) in bounds.iter_mut().enumerate().take(plan.slots + 1) {
@@ -312,6 +403,15 @@ fn walk(plan: &Plan, evs: &[Ev], chain: &mut [i64; MAX_STEPS]) -> usize {
     let mut best_done = i64::MAX;
     while e < end {
         let t1 = entries[e].ts;
+        let same_time = e + entries[e..end].partition_point(|x| x.ts == t1);
+        // With a breakdown, only the group's entries count; the entry is
+        // still represented by the first event of its timestamp, since
+        // every same-time event of its name stays free for later steps
+        // whatever their values.
+        if only.is_some_and(|g| !entries[e..same_time].iter().any(|x| x.group == g)) {
+            e = same_time;
+            continue;
+        }
         let deadline = t1.saturating_add(plan.window_ms);
         // First unused position per slot for this chain; the entry uses `e`.
         let mut next_free = [0usize; MAX_STEPS];
@@ -340,9 +440,7 @@ fn walk(plan: &Plan, evs: &[Ev], chain: &mut [i64; MAX_STEPS]) -> usize {
             chain[..level].copy_from_slice(&cur[..level]);
         }
         // The next entry timestamp (same-time entries have the same chain).
-        while e < end && entries[e].ts == t1 {
-            e += 1;
-        }
+        e = same_time;
     }
     best_level
 }
@@ -476,6 +574,57 @@ impl Report for FunnelResult {
                     .map_or_else(String::new, |m| m.to_string()),
             );
         }
+        out
+    }
+}
+
+impl GroupReport for FunnelResult {
+    fn headline(&self) -> f64 {
+        self.steps.first().map_or(0, |s| s.users) as f64
+    }
+
+    /// One bar per group under each step, so the groups' conversions read
+    /// side by side.
+    fn grouped_table(g: &Grouped<Self>) -> String {
+        let mut out = String::new();
+        let Some(first) = g.groups.first() else {
+            return out;
+        };
+        let _ = writeln!(
+            out,
+            "Funnel: entries from {} to {}, window {}, by {}",
+            first.result.from,
+            first.result.to,
+            human_duration(first.result.window_seconds),
+            g.by
+        );
+        out.push('\n');
+        // The step on a line of its own, then one indented line per group
+        // (the first column is the only left-aligned one).
+        let mut rows = vec![vec![
+            format!("step / {}", g.by),
+            "users".into(),
+            "from previous".into(),
+            "overall".into(),
+            "median time".into(),
+            String::new(),
+        ]];
+        for (k, step) in first.result.steps.iter().enumerate() {
+            rows.push(vec![format!("{}. {}", k + 1, step.event)]);
+            for group in &g.groups {
+                let s = &group.result.steps[k];
+                rows.push(vec![
+                    format!("   {}", crate::segment::group_label(&group.value)),
+                    thousands(s.users),
+                    percent(s.conversion_from_previous),
+                    percent(s.conversion_from_first),
+                    s.median_seconds_from_previous
+                        .map_or_else(|| "-".to_string(), human_duration),
+                    bar(s.conversion_from_first, BAR_WIDTH),
+                ]);
+            }
+        }
+        out.push_str(&align(&rows));
         out
     }
 }

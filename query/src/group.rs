@@ -41,11 +41,22 @@ pub(crate) fn group_by_person<T: Copy + Default>(
     rows: &[Rows],
     pick: impl Fn(usize, PersonId, i64) -> Option<T>,
 ) -> ByPerson<T> {
+    group_by_person_at(person_count, rows, |k, _, person, ts| pick(k, person, ts))
+}
+
+/// [`group_by_person`] with the row's index too: `pick(k, i, person, ts)`
+/// sees row `i` of `rows[k]` (for columns beyond person and time, such as
+/// a breakdown's group).
+pub(crate) fn group_by_person_at<T: Copy + Default>(
+    person_count: usize,
+    rows: &[Rows],
+    pick: impl Fn(usize, usize, PersonId, i64) -> Option<T>,
+) -> ByPerson<T> {
     // Pass 1: count each person's items into `offsets[p + 1]`.
     let mut offsets = vec![0usize; person_count + 1];
     for (k, r) in rows.iter().enumerate() {
-        for (&person, &ts) in r.person.iter().zip(&r.ts) {
-            if pick(k, person, ts).is_some() {
+        for (i, (&person, &ts)) in r.person.iter().zip(&r.ts).enumerate() {
+            if pick(k, i, person, ts).is_some() {
                 let slot = person as usize + 1;
                 if slot >= offsets.len() {
                     offsets.resize(slot + 1, 0);
@@ -62,8 +73,8 @@ pub(crate) fn group_by_person<T: Copy + Default>(
     let mut items = vec![T::default(); *offsets.last().expect("never empty")];
     let mut next = offsets[..offsets.len() - 1].to_vec();
     for (k, r) in rows.iter().enumerate() {
-        for (&person, &ts) in r.person.iter().zip(&r.ts) {
-            if let Some(item) = pick(k, person, ts) {
+        for (i, (&person, &ts)) in r.person.iter().zip(&r.ts).enumerate() {
+            if let Some(item) = pick(k, i, person, ts) {
                 let at = &mut next[person as usize];
                 items[*at] = item;
                 *at += 1;

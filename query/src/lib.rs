@@ -11,6 +11,7 @@ pub mod error;
 pub mod filter;
 pub mod params;
 pub mod render;
+pub mod segment;
 pub mod source;
 
 pub use calendar::Zone;
@@ -18,6 +19,7 @@ pub use error::QueryError;
 pub use filter::{GroupValue, Prop, Where};
 pub use params::RawParams;
 pub use render::{Format, Report};
+pub use segment::{Breakdown, Group, GroupReport, Grouped, Segment};
 pub use source::{Identity, MemEvent, MemSource, NameId, PersonId, Rows, Scan, Source};
 
 pub mod activation;

@@ -11,6 +11,9 @@
 //! Money is summed with Neumaier's compensated summation, so the totals do
 //! not depend (beyond the last bit) on the order the store returns rows in
 //! or on how the rows were split across threads.
+//!
+//! With `--by` each event counts in the group of its own value: the one
+//! scan's rows are split by group and each part is counted as above.
 
 use serde::{Deserialize, Serialize};
 use tally_event::Stage;
@@ -21,7 +24,8 @@ use crate::params::RawParams;
 use std::fmt::Write as _;
 
 use crate::render::{Report, align, bar, csv_field, money, percent, thousands};
-use crate::source::{Rows, Scan, Source};
+use crate::segment::{Breakdown, GroupIds, GroupReport, Grouped, Segment};
+use crate::source::{Rows, Source};
 use crate::stats::Sum;
 
 /// Parameters of `tally lifecycle`.
@@ -77,7 +81,7 @@ const PAYING: u16 = 1 << 8;
 
 /// Runs the lifecycle analysis.
 pub fn run(src: &dyn Source, p: &LifecycleParams) -> Result<LifecycleResult, QueryError> {
-    run_with_sales(src, p).map(|(result, _)| result)
+    run_segment(src, p, &Segment::default())
 }
 
 /// Runs the lifecycle analysis and also returns the sum of the positive
@@ -86,25 +90,56 @@ pub fn run(src: &dyn Source, p: &LifecycleParams) -> Result<LifecycleResult, Que
 pub fn run_with_sales(
     src: &dyn Source,
     p: &LifecycleParams,
+    seg: &Segment,
 ) -> Result<(LifecycleResult, f64), QueryError> {
-    let rows = src.scan(&Scan {
-        names: None,
-        from: p.from,
-        to: p.to,
-        ..Default::default()
-    })?;
-    let persons = src.person_count();
+    let rows = src.scan(&seg.scan(None, p.from, p.to))?;
+    Ok(count(&rows, src.person_count(), p))
+}
+
+/// Runs the lifecycle analysis over the events that pass `seg`'s filters,
+/// with persons as `seg` says.
+pub fn run_segment(
+    src: &dyn Source,
+    p: &LifecycleParams,
+    seg: &Segment,
+) -> Result<LifecycleResult, QueryError> {
+    run_with_sales(src, p, seg).map(|(result, _)| result)
+}
+
+/// The lifecycle broken down by each event's own value of `by` (SPEC §5):
+/// a person counts in every group they have an event in. Ordered by
+/// `active_users`.
+pub fn run_by(
+    src: &dyn Source,
+    p: &LifecycleParams,
+    seg: &Segment,
+    by: &Breakdown,
+) -> Result<Grouped<LifecycleResult>, QueryError> {
+    let rows = src.scan(&by.scan(seg, None, p.from, p.to))?;
+    let ids = GroupIds::new(&rows);
+    // One scan, split by value; each group is counted as if its events
+    // were all there was.
+    let groups = ids
+        .split(rows)
+        .into_iter()
+        .map(|part| (part.value, count(&part.rows, part.persons, p).0))
+        .collect();
+    Ok(Grouped::new(by, groups))
+}
+
+/// The result, and the sum of the positive amounts.
+fn count(rows: &[Rows], persons: usize, p: &LifecycleParams) -> (LifecycleResult, f64) {
     // `Source::scan` is exact; the range is checked again anyway (one
     // comparison per row) because, unlike the other analyses, nothing else
     // here would drop a row outside `[from, to)`.
     let part = fold_rows(
-        &rows,
+        rows,
         || Partial::new(persons),
         |part, r, range| part.add_rows(r, range, p),
         Partial::merge,
     );
     let sales = part.positive.value() + 0.0;
-    Ok((part.finish(), sales))
+    (part.finish(), sales)
 }
 
 /// A mergeable partial lifecycle.
@@ -265,5 +300,40 @@ impl Report for LifecycleResult {
         let _ = writeln!(out, "aov,,{}", csv_number(self.aov));
         let _ = writeln!(out, "arpu,,{}", csv_number(self.arpu));
         out
+    }
+}
+
+impl GroupReport for LifecycleResult {
+    fn headline(&self) -> f64 {
+        self.active_users as f64
+    }
+
+    /// One column per group: each stage's users, then the revenue block.
+    fn grouped_table(g: &Grouped<Self>) -> String {
+        let header = std::iter::once(g.by.clone())
+            .chain(
+                g.groups
+                    .iter()
+                    .map(|x| crate::segment::group_label(&x.value)),
+            )
+            .collect::<Vec<_>>();
+        let line = |name: String, cell: &dyn Fn(&LifecycleResult) -> String| {
+            std::iter::once(name)
+                .chain(g.groups.iter().map(|x| cell(&x.result)))
+                .collect::<Vec<_>>()
+        };
+        let mut rows = vec![header];
+        for (i, stage) in Stage::ALL.iter().enumerate() {
+            rows.push(line(format!("{stage} users"), &|r| {
+                thousands(r.stages[i].users)
+            }));
+        }
+        rows.push(line("active users".into(), &|r| thousands(r.active_users)));
+        rows.push(line("revenue (net)".into(), &|r| money(Some(r.revenue))));
+        rows.push(line("paying users".into(), &|r| thousands(r.paying_users)));
+        rows.push(line("orders".into(), &|r| thousands(r.orders)));
+        rows.push(line("AOV".into(), &|r| money(r.aov)));
+        rows.push(line("ARPU".into(), &|r| money(r.arpu)));
+        align(&rows)
     }
 }

@@ -80,6 +80,19 @@ impl RawParams {
         Ok(found)
     }
 
+    /// Every value of a repeatable parameter (`--where`), in the order
+    /// given; none is an empty list.
+    pub fn all(&mut self, name: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for (k, v, used) in &mut self.pairs {
+            if k == name {
+                *used = true;
+                found.push(v.clone());
+            }
+        }
+        found
+    }
+
     /// The value of a required parameter.
     pub fn required(&mut self, name: &str) -> Result<String, QueryError> {
         self.str(name)?
@@ -346,6 +359,19 @@ mod tests {
         // range_or_all defaults to all time.
         let mut p = RawParams::new(Vec::<(&str, &str)>::new());
         assert_eq!(p.range_or_all(now).unwrap(), (i64::MIN, i64::MAX));
+    }
+
+    #[test]
+    fn repeatable_parameters_keep_their_order() {
+        let mut p = RawParams::new([
+            ("where", "a = 1"),
+            ("from", "2026-01-01"),
+            ("where", "b = 2"),
+        ]);
+        assert_eq!(p.all("where"), ["a = 1", "b = 2"]);
+        assert!(p.all("by").is_empty());
+        assert!(p.time("from").unwrap().is_some());
+        p.finish().unwrap();
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! Shape of the computation (see the crate doc):
 //! 1. scan the `start` rows up to `to` → per person the first start `s0`
-//!    (a `Vec<i64>` indexed by [`PersonId`](crate::PersonId), merged by `min`);
+//!    (a `Vec<i64>` indexed by [`PersonId`], merged by `min`);
 //! 2. persons with `s0` in `[from, to)` become dense *members*, each with a
 //!    cohort (local day or ISO week of `s0` in `--tz`);
 //! 3. scan the `return` rows from `from` on → per member a bitset of the
@@ -23,6 +23,12 @@
 //! events (and the start event itself, which only ever lands in period 0,
 //! and period 0 is the whole cohort anyway). Events before `s0` never count,
 //! so a page view before signing up is not a "return".
+//!
+//! Filters and identity (SPEC §5, §1) go into both scans. With `--by`, pass
+//! 1 also keeps the group of each person's `s0` event (ties: the smallest
+//! value); the return bits are computed once for every member, and the
+//! members are then put in group order (a counting sort) and counted group
+//! by group, each group's cohorts judged complete by its own latest member.
 
 use std::fmt::Write as _;
 
@@ -32,10 +38,12 @@ use tally_event::time::{DAY_MS, format_rfc3339, ms_to_date};
 use crate::calendar::{Zone, monday_of};
 
 use crate::error::QueryError;
+use crate::filter::GroupValue;
 use crate::group::fold_rows;
 use crate::params::RawParams;
 use crate::render::{Report, align, csv_field, percent, thousands};
-use crate::source::{NameId, Rows, Scan, Source};
+use crate::segment::{Breakdown, GroupIds, GroupReport, Grouped, Segment};
+use crate::source::{NameId, PersonId, Rows, Source};
 
 /// Largest `--periods`.
 pub const MAX_PERIODS: u32 = 365;
@@ -247,45 +255,89 @@ pub struct RetentionResult {
 
 /// Runs the retention analysis.
 pub fn run(src: &dyn Source, p: &RetentionParams) -> Result<RetentionResult, QueryError> {
-    let n = p.periods as usize + 1;
-    let empty = || RetentionResult {
+    run_segment(src, p, &Segment::default())
+}
+
+/// Runs the retention analysis over the events that pass `seg`'s filters
+/// (a person's first start is their first *matching* start, and only
+/// matching events are returns, SPEC §5), with persons as `seg` says.
+pub fn run_segment(
+    src: &dyn Source,
+    p: &RetentionParams,
+    seg: &Segment,
+) -> Result<RetentionResult, QueryError> {
+    Ok(compute(src, p, seg, None)?
+        .into_iter()
+        .next()
+        .map_or_else(|| empty(p), |(_, r)| r))
+}
+
+/// Retention broken down by the value of `by` on each person's cohort
+/// event, their first start (the smallest value when several starts tie
+/// for first, SPEC §5). Ordered by `total.size`.
+pub fn run_by(
+    src: &dyn Source,
+    p: &RetentionParams,
+    seg: &Segment,
+    by: &Breakdown,
+) -> Result<Grouped<RetentionResult>, QueryError> {
+    Ok(Grouped::new(by, compute(src, p, seg, Some(by))?))
+}
+
+fn empty(p: &RetentionParams) -> RetentionResult {
+    RetentionResult {
         period: p.period,
         as_of: format_rfc3339(p.as_of),
         cohorts: Vec::new(),
-        total: RetentionTotal::zero(n),
-    };
+        total: RetentionTotal::zero(p.periods as usize + 1),
+    }
+}
+
+/// The result of every non-empty group (one group, `null`, without a
+/// breakdown).
+fn compute(
+    src: &dyn Source,
+    p: &RetentionParams,
+    seg: &Segment,
+    by: Option<&Breakdown>,
+) -> Result<Vec<(GroupValue, RetentionResult)>, QueryError> {
     let Some(start) = src.name_id(&p.start) else {
-        return Ok(empty());
+        return Ok(Vec::new());
     };
     let same = matches!(&p.return_event, ReturnEvent::Event(r) if *r == p.start);
     // When the return event is the start event, one scan over all time
     // serves both passes instead of reading `[from, to)` twice.
-    let start_rows = src.scan(&Scan {
-        names: Some(&[start]),
-        from: i64::MIN,
-        to: if same { i64::MAX } else { p.to },
-        ..Default::default()
+    let names = [start];
+    let to = if same { i64::MAX } else { p.to };
+    let start_rows = src.scan(&match by {
+        Some(by) => by.scan(seg, Some(&names), i64::MIN, to),
+        None => seg.scan(Some(&names), i64::MIN, to),
     })?;
-    let first = first_starts(&start_rows, src.person_count(), p.to);
+    let ids = by.map(|_| GroupIds::new(&start_rows));
+    let (first, person_group) = match &ids {
+        None => (
+            first_starts(&start_rows, src.person_count(), p.to),
+            Vec::new(),
+        ),
+        Some(ids) => {
+            let f =
+                crate::activation::first_starts(&start_rows, src.person_count(), p.to, Some(ids));
+            (f.s0, f.group)
+        }
+    };
     let members = Members::new(&first, p);
     if members.len() == 0 {
-        return Ok(empty());
+        return Ok(Vec::new());
     }
     drop(first);
 
+    // (A breakdown's values on them are simply not read as returns.)
     let return_rows = if same {
         start_rows
     } else {
         drop(start_rows);
         // Every return that counts lies at or after some s0 >= from.
-        let scan = |names: Option<&[NameId]>| {
-            src.scan(&Scan {
-                names,
-                from: p.from,
-                to: i64::MAX,
-                ..Default::default()
-            })
-        };
+        let scan = |names: Option<&[NameId]>| src.scan(&seg.scan(names, p.from, i64::MAX));
         match &p.return_event {
             ReturnEvent::Any => scan(None)?,
             ReturnEvent::Event(name) => match src.name_id(name) {
@@ -296,7 +348,37 @@ pub fn run(src: &dyn Source, p: &RetentionParams) -> Result<RetentionResult, Que
     };
     let hits = members.hits(&return_rows, p);
     drop(return_rows);
-    Ok(members.result(p, &hits))
+
+    let Some(ids) = ids else {
+        let all: Vec<u32> = (0..members.len() as u32).collect();
+        return Ok(vec![(GroupValue::Null, members.result(p, &hits, &all))]);
+    };
+    // Members in group order (a counting sort), then one result per group.
+    let member_group: Vec<u32> = members
+        .person
+        .iter()
+        .map(|&person| person_group[person as usize])
+        .collect();
+    let mut start_of = vec![0usize; ids.len() + 1];
+    for &g in &member_group {
+        start_of[g as usize + 1] += 1;
+    }
+    for g in 0..ids.len() {
+        start_of[g + 1] += start_of[g];
+    }
+    let mut order = vec![0u32; member_group.len()];
+    let mut next = start_of.clone();
+    for (m, &g) in member_group.iter().enumerate() {
+        order[next[g as usize]] = m as u32;
+        next[g as usize] += 1;
+    }
+    Ok((0..ids.len())
+        .filter(|&g| start_of[g] < start_of[g + 1])
+        .map(|g| {
+            let list = &order[start_of[g]..start_of[g + 1]];
+            (ids.values[g].clone(), members.result(p, &hits, list))
+        })
+        .collect())
 }
 
 /// Per person the first start event before `to`; `i64::MAX` when none.
@@ -343,8 +425,9 @@ struct Members {
     cohort: Vec<u32>,
     /// Per cohort, ascending: Unix day number of its first day.
     cohort_days: Vec<i64>,
-    /// Per cohort: its latest member's `s0`.
-    latest_s0: Vec<i64>,
+    /// Per member: their person and first start.
+    person: Vec<PersonId>,
+    s0: Vec<i64>,
 }
 
 impl Members {
@@ -355,6 +438,7 @@ impl Members {
         };
         let mut by_person = vec![outside; first.len()];
         let mut days = Vec::new();
+        let (mut persons, mut s0) = (Vec::new(), Vec::new());
         for (person, &f) in first.iter().enumerate() {
             if (p.from..p.to).contains(&f) {
                 by_person[person] = Slot {
@@ -362,6 +446,8 @@ impl Members {
                     member: days.len() as u32,
                 };
                 days.push(p.period.cohort_day(f, &p.tz));
+                persons.push(person as PersonId);
+                s0.push(f);
             }
         }
         let mut cohort_days = days.clone();
@@ -371,16 +457,12 @@ impl Members {
             .iter()
             .map(|d| cohort_days.binary_search(d).unwrap_or_default() as u32)
             .collect();
-        let mut latest_s0 = vec![i64::MIN; cohort_days.len()];
-        for slot in by_person.iter().filter(|s| s.member != u32::MAX) {
-            let c = cohort[slot.member as usize] as usize;
-            latest_s0[c] = latest_s0[c].max(slot.s0);
-        }
         Members {
             by_person,
             cohort,
             cohort_days,
-            latest_s0,
+            person: persons,
+            s0,
         }
     }
 
@@ -423,19 +505,40 @@ impl Members {
         )
     }
 
-    fn result(&self, p: &RetentionParams, hits: &Hits) -> RetentionResult {
+    /// The answer over the members `list` (all of them, or one group's):
+    /// only their non-empty cohorts, each judged complete by its latest
+    /// member among them.
+    fn result(&self, p: &RetentionParams, hits: &Hits, list: &[u32]) -> RetentionResult {
         let n = p.periods as usize + 1;
         let len = p.period.length_ms();
-        let cohorts = self.cohort_days.len();
+        // The cohorts `list` has members in, numbered densely in cohort
+        // order, so a group costs its own cohorts, not every cohort.
+        let mut local = vec![u32::MAX; self.cohort_days.len()];
+        let mut used: Vec<usize> = Vec::new();
+        for &m in list {
+            let c = self.cohort[m as usize] as usize;
+            if local[c] == u32::MAX {
+                local[c] = 0;
+                used.push(c);
+            }
+        }
+        used.sort_unstable();
+        for (i, &c) in used.iter().enumerate() {
+            local[c] = i as u32;
+        }
+        let cohorts = used.len();
         let mut size = vec![0u64; cohorts];
+        let mut latest_s0 = vec![i64::MIN; cohorts];
         let mut retained = vec![0u64; cohorts * n];
         // `reached[c * n + k]`: members whose latest return period is k
         // (capped at `periods`).
         let mut reached = vec![0u64; cohorts * n];
         let words = hits.words;
-        for (m, &c) in self.cohort.iter().enumerate() {
-            let c = c as usize;
+        for &m in list {
+            let m = m as usize;
+            let c = local[self.cohort[m] as usize] as usize;
             size[c] += 1;
+            latest_s0[c] = latest_s0[c].max(self.s0[m]);
             let mut latest = 0;
             for (w, &word) in hits.bits[m * words..(m + 1) * words].iter().enumerate() {
                 let mut bits = word;
@@ -464,13 +567,9 @@ impl Members {
                 unbounded[0] = size[c];
                 // Period k is over once s0 + (k + 1) L <= as_of for the
                 // latest member, i.e. for k < floor((as_of - s0) / L).
-                let done = p
-                    .as_of
-                    .saturating_sub(self.latest_s0[c])
-                    .div_euclid(len)
-                    .max(0);
+                let done = p.as_of.saturating_sub(latest_s0[c]).div_euclid(len).max(0);
                 CohortRetention {
-                    cohort: ms_to_date(self.cohort_days[c] * DAY_MS).to_string(),
+                    cohort: ms_to_date(self.cohort_days[used[c]] * DAY_MS).to_string(),
                     size: size[c],
                     retained: ret,
                     unbounded,
@@ -627,6 +726,30 @@ impl Report for RetentionResult {
                 let _ = write!(out, ",{v}");
             }
             out.push('\n');
+        }
+        out
+    }
+}
+
+impl GroupReport for RetentionResult {
+    fn headline(&self) -> f64 {
+        self.total.size as f64
+    }
+
+    /// One block per group: each group's own table under its value.
+    fn grouped_table(g: &Grouped<Self>) -> String {
+        let mut out = String::new();
+        for (i, group) in g.groups.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            let _ = writeln!(
+                out,
+                "== {} = {} ==",
+                g.by,
+                crate::segment::group_label(&group.value)
+            );
+            out.push_str(&group.result.table());
         }
         out
     }

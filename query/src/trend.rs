@@ -17,6 +17,10 @@
 //! blocks hold disjoint persons, so their per-bucket counts add up. Either
 //! way `total` is the number of persons with any row (not the sum of the
 //! buckets).
+//!
+//! With `--by` each event counts in the group of its own value: the one
+//! scan's rows are split by group and each part is measured as above, so
+//! `users` are distinct within a group.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -27,7 +31,8 @@ use crate::error::QueryError;
 use crate::group::{fold_rows, group_by_person};
 use crate::params::RawParams;
 use crate::render::{BAR_WIDTH, Report, align, bar, csv_field, money, thousands};
-use crate::source::{Rows, Scan, Source};
+use crate::segment::{Breakdown, GroupIds, GroupReport, Grouped, Segment};
+use crate::source::{Rows, Source};
 use crate::stats::Sum;
 
 /// Most buckets one answer may have; more is a bad parameter.
@@ -220,7 +225,50 @@ pub struct TrendResult {
 
 /// Runs the trend analysis.
 pub fn run(src: &dyn Source, p: &TrendParams) -> Result<TrendResult, QueryError> {
+    run_segment(src, p, &Segment::default())
+}
+
+/// Runs the trend analysis over the events that pass `seg`'s filters, with
+/// persons as `seg` says.
+pub fn run_segment(
+    src: &dyn Source,
+    p: &TrendParams,
+    seg: &Segment,
+) -> Result<TrendResult, QueryError> {
     let bounds = p.bounds()?;
+    let rows = scan(src, p, &bounds, seg, None)?;
+    Ok(measure(&rows, src.person_count(), p, &bounds))
+}
+
+/// The trend broken down by each event's own value of `by` (SPEC §5):
+/// `users` are distinct within a group. Ordered by `total`.
+pub fn run_by(
+    src: &dyn Source,
+    p: &TrendParams,
+    seg: &Segment,
+    by: &Breakdown,
+) -> Result<Grouped<TrendResult>, QueryError> {
+    let bounds = p.bounds()?;
+    let rows = scan(src, p, &bounds, seg, Some(by))?;
+    let ids = GroupIds::new(&rows);
+    // One scan, split by value; each group is measured as if its events
+    // were all there was.
+    let groups = ids
+        .split(rows)
+        .into_iter()
+        .map(|part| (part.value, measure(&part.rows, part.persons, p, &bounds)))
+        .collect();
+    Ok(Grouped::new(by, groups))
+}
+
+/// The rows of the event (or every event), none when nothing can count.
+fn scan(
+    src: &dyn Source,
+    p: &TrendParams,
+    bounds: &[i64],
+    seg: &Segment,
+    by: Option<&Breakdown>,
+) -> Result<Vec<Rows>, QueryError> {
     let buckets = bounds.len().saturating_sub(1);
     let id;
     let names = if p.is_any() {
@@ -232,24 +280,26 @@ pub fn run(src: &dyn Source, p: &TrendParams) -> Result<TrendResult, QueryError>
                 Some(&id[..])
             }
             // Never stored: every bucket is empty.
-            None => Some(&[][..]),
+            None => return Ok(Vec::new()),
         }
     };
-    let rows = if buckets == 0 || names.is_some_and(<[_]>::is_empty) {
-        Vec::new()
-    } else {
-        src.scan(&Scan {
-            names,
-            from: p.from,
-            to: p.to,
-            ..Default::default()
-        })?
-    };
-    let find = Buckets::new(&bounds);
+    if buckets == 0 {
+        return Ok(Vec::new());
+    }
+    src.scan(&match by {
+        Some(by) => by.scan(seg, names, p.from, p.to),
+        None => seg.scan(names, p.from, p.to),
+    })
+}
+
+/// The measure per bucket of `bounds` and over the range.
+fn measure(rows: &[Rows], persons: usize, p: &TrendParams, bounds: &[i64]) -> TrendResult {
+    let buckets = bounds.len().saturating_sub(1);
+    let find = Buckets::new(bounds);
     let (values, total): (Vec<Value>, Value) = match p.measure {
         Measure::Events => {
             let counts = fold_rows(
-                &rows,
+                rows,
                 || vec![0u64; buckets],
                 |counts, r, range| {
                     for i in range {
@@ -268,7 +318,7 @@ pub fn run(src: &dyn Source, p: &TrendParams) -> Result<TrendResult, QueryError>
         }
         Measure::Revenue => {
             let sums = fold_rows(
-                &rows,
+                rows,
                 || vec![Sum::default(); buckets],
                 |sums, r, range| {
                     for i in range {
@@ -302,7 +352,7 @@ pub fn run(src: &dyn Source, p: &TrendParams) -> Result<TrendResult, QueryError>
             )
         }
         Measure::Users => {
-            let (counts, total) = distinct_users(src.person_count(), &rows, &find, p, buckets);
+            let (counts, total) = distinct_users(persons, rows, &find, p, buckets);
             (
                 counts.into_iter().map(Value::Count).collect(),
                 Value::Count(total),
@@ -317,7 +367,7 @@ pub fn run(src: &dyn Source, p: &TrendParams) -> Result<TrendResult, QueryError>
             value,
         })
         .collect();
-    Ok(TrendResult {
+    TrendResult {
         event: p.event.clone(),
         measure: p.measure,
         interval: p.interval,
@@ -325,7 +375,7 @@ pub fn run(src: &dyn Source, p: &TrendParams) -> Result<TrendResult, QueryError>
         to: format_rfc3339(p.to),
         series,
         total,
-    })
+    }
 }
 
 fn add_counts(mut a: Vec<u64>, b: Vec<u64>) -> Vec<u64> {
@@ -564,6 +614,51 @@ impl Report for TrendResult {
         out.push_str("total,");
         out.push_str(&self.total.csv());
         out.push('\n');
+        out
+    }
+}
+
+impl GroupReport for TrendResult {
+    fn headline(&self) -> f64 {
+        self.total.as_f64()
+    }
+
+    /// One column per group, one row per bucket, then the totals.
+    fn grouped_table(g: &Grouped<Self>) -> String {
+        let Some(first) = g.groups.first() else {
+            return String::new();
+        };
+        let what = match first.result.measure {
+            Measure::Events => "events",
+            Measure::Users => "users",
+            Measure::Revenue => "revenue (net)",
+        };
+        let mut out = format!("{what} by {}\n\n", g.by);
+        let mut rows = vec![
+            std::iter::once(first.result.interval.as_str().to_string())
+                .chain(
+                    g.groups
+                        .iter()
+                        .map(|x| crate::segment::group_label(&x.value)),
+                )
+                .collect::<Vec<_>>(),
+        ];
+        for (b, point) in first.result.series.iter().enumerate() {
+            rows.push(
+                std::iter::once(point.bucket.clone())
+                    .chain(g.groups.iter().map(|x| x.result.series[b].value.table()))
+                    .collect(),
+            );
+        }
+        rows.push(
+            std::iter::once("total".to_string())
+                .chain(g.groups.iter().map(|x| x.result.total.table()))
+                .collect(),
+        );
+        out.push_str(&align(&rows));
+        if first.result.measure == Measure::Users {
+            out.push_str("\ntotal: distinct users over the whole range (not the sum)\n");
+        }
         out
     }
 }

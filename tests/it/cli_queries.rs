@@ -888,3 +888,87 @@ fn trend_table_lists_every_bucket_and_the_total() {
     let ends: Vec<usize> = lines.iter().map(|l| cell_end(l, 1)).collect();
     assert!(ends.windows(2).all(|w| w[0] == w[1]), "{table}");
 }
+
+#[test]
+fn bad_filters_and_breakdowns_exit_2_naming_the_flag() {
+    // Checked before the store is read, so no property data is needed.
+    let dir = data_with_dataset();
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (
+            vec!["funnel", "--steps", "a,b", "--where", "plan"],
+            &["--where", "'plan'", "no operator"],
+        ),
+        // Every repeat is read: the second one is the bad one.
+        (
+            vec![
+                "funnel",
+                "--steps",
+                "a,b",
+                "--where",
+                "plan = pro",
+                "--where",
+                "utm..x = 1",
+            ],
+            &["--where", "utm..x"],
+        ),
+        (
+            vec!["trend", "--event", "e", "--where", "a = \"open"],
+            &["--where"],
+        ),
+        (
+            vec!["funnel", "--steps", "a,b", "--by", "a..b"],
+            &["--by", "empty segment"],
+        ),
+        (
+            vec!["retention", "--start", "s", "--by", "plan", "--limit", "0"],
+            &["--limit", "1 to 1000"],
+        ),
+        (
+            vec!["trend", "--event", "e", "--by", "plan", "--limit", "1001"],
+            &["--limit"],
+        ),
+        (
+            vec!["activation", "--start", "s", "--event", "e", "--limit", "5"],
+            &["--limit", "--by"],
+        ),
+        (
+            vec!["lifecycle", "--identity", "merged"],
+            &["--identity", "linked", "none"],
+        ),
+        // `active` has no breakdown, `events` neither filters nor groups.
+        (vec!["active", "--by", "plan"], &["--by"]),
+        (vec!["active", "--limit", "3"], &["--limit"]),
+        (vec!["events", "--where", "a = 1"], &["--where"]),
+    ];
+    for (args, words) in cases {
+        let out = run(&data(&dir), &args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        for w in words {
+            assert!(err.contains(w), "{args:?}: {err:?} should mention {w:?}");
+        }
+    }
+}
+
+#[test]
+fn repeated_where_reaches_the_collector_through_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let out = tally()
+        .args(["lifecycle", "--where", "plan = pro", "--where", "oops"])
+        .args(["--server", &server.url, "--key", READ_KEY])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--where") && err.contains("'oops'"), "{err}");
+    // --identity and --limit travel too.
+    let out = tally()
+        .args(["trend", "--event", "e", "--by", "plan", "--limit", "0"])
+        .args(["--server", &server.url, "--key", READ_KEY])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--limit"), "{}", stderr(&out));
+}

@@ -652,6 +652,45 @@ fn bad_parameters_get_400_naming_the_parameter() {
 }
 
 #[test]
+fn bad_filters_and_breakdowns_get_400_naming_the_parameter() {
+    let (_dir, server) = server_with_dataset();
+    let client = http_fresh();
+    let cases: Vec<(&str, &[&str])> = vec![
+        ("/v1/funnel?steps=a,b&where=plan", &["--where", "'plan'"]),
+        // `where` repeats; every repeat is parsed (the second is bad).
+        (
+            "/v1/funnel?steps=a,b&where=plan%20%3D%20pro&where=oops",
+            &["--where", "'oops'"],
+        ),
+        ("/v1/lifecycle?where=a+%3D+%22x", &["--where"]),
+        ("/v1/trend?event=e&by=a..b", &["--by"]),
+        (
+            "/v1/trend?event=e&by=plan&by=x",
+            &["--by", "more than once"],
+        ),
+        ("/v1/retention?start=s&by=plan&limit=0", &["--limit"]),
+        ("/v1/retention?start=s&by=plan&limit=x", &["--limit"]),
+        ("/v1/lifecycle?limit=3", &["--limit", "--by"]),
+        (
+            "/v1/activation?start=s&event=e&identity=all",
+            &["--identity"],
+        ),
+        ("/v1/active?by=plan", &["--by", "active"]),
+        ("/v1/active?limit=2", &["--limit"]),
+        ("/v1/events?where=a%3D1", &["--where", "unknown"]),
+        ("/v1/events?by=plan", &["--by", "unknown"]),
+    ];
+    for (path, words) in cases {
+        let (status, body) = get_json(&client, &server.url, path);
+        assert_eq!(status, 400, "GET {path}: {body}");
+        let msg = error_message(&body);
+        for w in words {
+            assert!(msg.contains(w), "GET {path}: {msg:?} should mention {w:?}");
+        }
+    }
+}
+
+#[test]
 fn format_json_is_accepted_over_http() {
     let (_dir, server) = server_with_dataset();
     let (status, body) = get_json(

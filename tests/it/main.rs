@@ -19,6 +19,7 @@ mod import_export;
 mod messages;
 mod review;
 mod sdk_e2e;
+mod segmentation;
 mod store_damage;
 mod store_failure;
 mod store_fixture;

@@ -14,6 +14,7 @@ use toml::Value;
 use super::{Condition, Kpi, Measure, MetricKind, Simple};
 use crate::error::QueryError;
 use crate::params::RawParams;
+use crate::segment::Segment;
 use crate::{activation, funnel, lifecycle, retention, trend};
 
 /// One thing wrong with the file.
@@ -469,6 +470,7 @@ impl Checker<'_> {
                 lag_ms: (i64::from(p.periods) + 1) * p.period.length_ms(),
             }),
         }
+        .and_then(|measure| Segment::from_raw(&mut raw).map(|_| measure))
         .and_then(|measure| raw.finish().map(|()| measure));
         match checked {
             Ok(measure) => (ok && complete).then_some(measure),
@@ -577,6 +579,7 @@ impl Checker<'_> {
             Some(_) => trend::TrendParams::from_raw(&mut raw, 0).map(|_| ()),
             None => lifecycle::LifecycleParams::from_raw(&mut raw, 0).map(|_| ()),
         }
+        .and_then(|()| Segment::from_raw(&mut raw).map(|_| ()))
         .and_then(|()| raw.finish());
         match checked {
             Ok(()) => Some(Simple {

@@ -24,6 +24,7 @@ use tally_event::time::format_rfc3339;
 use crate::calendar::{Interval, Zone};
 use crate::error::QueryError;
 use crate::params::RawParams;
+use crate::segment::Segment;
 use crate::source::Source;
 use crate::{activation, funnel, lifecycle, retention, trend};
 
@@ -559,8 +560,9 @@ impl Context<'_> {
             Measure::Funnel { params, .. } => {
                 let mut raw = raw(params, self.range_pairs(range, false));
                 let fp = funnel::FunnelParams::from_raw(&mut raw, self.p.as_of).map_err(in_kpi)?;
+                let seg = Segment::from_raw(&mut raw).map_err(in_kpi)?;
                 raw.finish().map_err(in_kpi)?;
-                let r = funnel::run(self.src, &fp)?;
+                let r = funnel::run_segment(self.src, &fp, &seg)?;
                 let first = r.steps.first().map_or(0, |s| s.users);
                 let last = r.steps.last().map_or(0, |s| s.users);
                 Ok(Outcome::rate(Num::count(last), Num::count(first)))
@@ -569,8 +571,9 @@ impl Context<'_> {
                 let mut raw = raw(params, self.range_pairs(range, true));
                 let ap = activation::ActivationParams::from_raw(&mut raw, self.p.as_of)
                     .map_err(in_kpi)?;
+                let seg = Segment::from_raw(&mut raw).map_err(in_kpi)?;
                 raw.finish().map_err(in_kpi)?;
-                let r = activation::run(self.src, &ap)?;
+                let r = activation::run_segment(self.src, &ap, &seg)?;
                 Ok(Outcome::rate(
                     Num::count(r.activated),
                     Num::count(r.cohort_size),
@@ -585,8 +588,9 @@ impl Context<'_> {
                 let mut raw = raw(params, self.range_pairs(range, true));
                 let rp =
                     retention::RetentionParams::from_raw(&mut raw, self.p.as_of).map_err(in_kpi)?;
+                let seg = Segment::from_raw(&mut raw).map_err(in_kpi)?;
                 raw.finish().map_err(in_kpi)?;
-                let r = retention::run(self.src, &rp)?;
+                let r = retention::run_segment(self.src, &rp, &seg)?;
                 let list = if *unbounded {
                     &r.total.unbounded
                 } else {
@@ -627,8 +631,9 @@ impl Context<'_> {
                 pairs.extend(wheres);
                 let mut raw = raw(&pairs, self.range_pairs(range, false));
                 let tp = trend::TrendParams::from_raw(&mut raw, self.p.as_of)?;
+                let seg = Segment::from_raw(&mut raw)?;
                 raw.finish()?;
-                let r = trend::run(self.src, &tp)?;
+                let r = trend::run_segment(self.src, &tp, &seg)?;
                 Ok(Outcome::count(match r.total {
                     trend::Value::Count(n) => Num::count(n),
                     trend::Value::Amount(x) => Num::Float(x),
@@ -640,8 +645,9 @@ impl Context<'_> {
                     let pairs: Vec<(String, String)> = wheres.collect();
                     let mut raw = raw(&pairs, self.range_pairs(range, false));
                     let lp = lifecycle::LifecycleParams::from_raw(&mut raw, self.p.as_of)?;
+                    let seg = Segment::from_raw(&mut raw)?;
                     raw.finish()?;
-                    let answer = lifecycle::run_with_sales(self.src, &lp)?;
+                    let answer = lifecycle::run_with_sales(self.src, &lp, &seg)?;
                     self.lifecycles.insert(key.clone(), answer);
                 }
                 let (l, sales) = &self.lifecycles[&key];

@@ -619,23 +619,23 @@ fn file_level_problems() {
 #[test]
 fn where_goes_to_the_analysis_as_its_own_parameter() {
     // Filters are the analyses' (SPEC §5): the KPI passes each `where`
-    // to them as a parameter and never filters by itself. An analysis that
-    // does not take `where` refuses it, naming the field.
-    let res = parse_kpis(
+    // to them as a parameter and never filters by itself; a bad one is a
+    // problem of the file, naming the field.
+    let kpis = parse_kpis(
         "k.toml",
         "[[kpi]]\nname = \"Pro signups\"\nmetric = \"events\"\nevent = \"signup\"\nwhere = [\"plan = pro\"]\n",
-    );
-    match res {
-        Ok(kpis) => {
-            let Measure::Simple(s) = &kpis[0].measure else {
-                panic!("a simple metric")
-            };
-            assert_eq!(s.filters, ["plan = pro"]);
-        }
-        Err(e) => {
-            assert_eq!(e.problems[0].field.as_deref(), Some("where"), "{e}");
-        }
-    }
+    )
+    .unwrap();
+    let Measure::Simple(s) = &kpis[0].measure else {
+        panic!("a simple metric")
+    };
+    assert_eq!(s.filters, ["plan = pro"]);
+    let e = parse_kpis(
+        "k.toml",
+        "[[kpi]]\nname = \"Bad\"\nmetric = \"events\"\nevent = \"signup\"\nwhere = [\"plan\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.problems[0].field.as_deref(), Some("where"), "{e}");
 }
 
 #[test]

@@ -4,9 +4,13 @@
 
 mod activation;
 mod active;
+mod breakdowns;
+mod filters;
 mod funnel;
+mod identity;
 mod lifecycle;
 mod retention;
+mod seg;
 mod source_ranges;
 mod trend;
 mod tz;
