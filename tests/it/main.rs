@@ -14,6 +14,7 @@ mod dashboard;
 mod http_ingest;
 mod http_limits;
 mod http_queries;
+mod identity;
 mod import_export;
 mod messages;
 mod sdk_e2e;
