@@ -5,7 +5,7 @@
 //! ```text
 //! # terminal 1: a collector (prints its write and read keys on first start)
 //! tally serve --data ./tally-data
-//! # terminal 2: about 11,000 events from 2,000 visitors over 8 weeks
+//! # terminal 2: about 11,600 events from 2,000 visitors over 8 weeks
 //! cargo run -p tally-examples --example saas_sim -- --key WRITE_KEY
 //! ```
 //!
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tally_event::time::{format_rfc3339, ms_to_date, now_ms};
 use tally_examples::saas::{Params, SimEvent, simulate};
-use tally_sdk::{Client, DeliveryReport, DropPolicy, Person, WireEvent};
+use tally_sdk::{Client, DeliveryReport, DropPolicy, IDENTIFY_EVENT, Person, WireEvent};
 
 #[derive(Debug, Parser)]
 #[command(about = "Send a simulated SaaS's lifecycle events to a Tally collector")]
@@ -204,16 +204,16 @@ async fn main() -> ExitCode {
     let range = format!("--from {from} --to {to}");
     for cmd in [
         format!(
-            // Landing pages are viewed by anonymous visitors and sign-ups are
-            // identified users: different persons (SPEC §1, no identity
-            // merging), so the funnel starts at sign-up.
-            "tally funnel --steps signed_up,invoice_sent,plan_upgraded --window 30d {range} {conn}"
+            // Landing-page views are anonymous and signups carry both ids,
+            // which links them (SPEC §1): the funnel follows each visitor
+            // across the signup.
+            "tally funnel --steps page_view,signup,invoice_sent,plan_upgraded --window 30d {range} {conn}"
         ),
         format!(
-            "tally activation --start signed_up --event invoice_sent --count 2 --within 14d {range} {conn}"
+            "tally activation --start signup --event invoice_sent --count 2 --within 14d {range} {conn}"
         ),
         format!(
-            "tally retention --start signed_up --return invoice_sent --period week --periods 6 {range} {conn}"
+            "tally retention --start signup --return invoice_sent --period week --periods 6 {range} {conn}"
         ),
         format!("tally lifecycle {range} {conn}"),
         format!("tally active {range} {conn}"),
@@ -225,14 +225,24 @@ async fn main() -> ExitCode {
 
 /// Tracks one simulated event, with the time it happened.
 fn track(client: &Client, e: &SimEvent) -> Result<tally_sdk::Uuid, tally_sdk::TrackError> {
-    let mut t = client
-        .track(e.person.clone(), e.name)
+    let mut t = match (&e.person, &e.anonymous_id) {
+        // A login on another device: link that browser's anonymous id.
+        (Person::User(user), Some(anon)) if e.name == IDENTIFY_EVENT => client.identify(user, anon),
+        // The signup carries both ids, which links them just the same.
+        (person, anon) => {
+            let t = client.track(person.clone(), e.name);
+            match anon {
+                Some(anon) => t.anonymous_id(anon),
+                None => t,
+            }
+        }
+    };
+    t = t
         .id(e.id)
-        .stage(e.stage)
         .timestamp_ms(e.at_ms)
         .properties(e.properties.iter().cloned());
-    if let Some(anon) = &e.anonymous_id {
-        t = t.anonymous_id(anon.clone());
+    if let Some(stage) = e.stage {
+        t = t.stage(stage);
     }
     if let Some(r) = e.revenue {
         t = t.revenue(r);
@@ -254,6 +264,10 @@ fn print_summary(events: &[SimEvent]) {
         println!("  {name:<24} {n:>8} {:>8}", people.len());
     }
     println!("  net revenue: {revenue:.2} EUR");
+    println!(
+        "  (people: distinct user or anonymous ids; the analyses count an anonymous id\n   \
+         linked by a signup or an identify for its user)"
+    );
 }
 
 fn write_ndjson(path: &PathBuf, events: &[SimEvent]) -> std::io::Result<()> {
@@ -270,7 +284,7 @@ fn write_ndjson(path: &PathBuf, events: &[SimEvent]) -> std::io::Result<()> {
             anonymous_id,
             timestamp: Some(e.at_ms),
             sent_at: None,
-            stage: Some(e.stage),
+            stage: e.stage,
             revenue: e.revenue,
             properties: (!e.properties.is_empty()).then(|| {
                 e.properties

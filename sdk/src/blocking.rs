@@ -77,6 +77,21 @@ impl Client {
         self.inner.track(person, event)
     }
 
+    /// Links `anonymous_id` to `user_id`; see [`crate::Client::identify`].
+    /// Never blocks.
+    ///
+    /// ```
+    /// let client = tally_sdk::blocking::Client::disabled();
+    /// client.identify("user-42", "visitor-7f3a").send().unwrap();
+    /// ```
+    pub fn identify(
+        &self,
+        user_id: impl Into<String>,
+        anonymous_id: impl Into<String>,
+    ) -> Track<'_> {
+        self.inner.identify(user_id, anonymous_id)
+    }
+
     /// Blocks until every event tracked before this call is delivered, or
     /// the [shutdown timeout](ClientBuilder::shutdown_timeout) passes.
     pub fn flush(&self) -> FlushReport {

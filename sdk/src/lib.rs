@@ -26,20 +26,23 @@
 //!
 //! // Before anybody signs up, track a visitor by an anonymous id ...
 //! client
-//!     .track(Person::anonymous("visitor-7f3a"), "landing_page_viewed")
+//!     .track(Person::anonymous("visitor-7f3a"), "page_view")
 //!     .stage(Stage::Discovery)
+//!     .property("utm_source", "newsletter")
 //!     .send()?;
-//! // ... and link it at signup by giving both keys.
+//! // ... and link it at signup by giving both keys ...
 //! client
-//!     .track("user-43", "signed_up")
+//!     .track("user-43", "signup")
 //!     .anonymous_id("visitor-7f3a")
 //!     .stage(Stage::Acquisition)
 //!     .send()?;
+//! // ... or, when there is no such event (a login), with `identify`.
+//! client.identify("user-44", "visitor-9c2d").send()?;
 //!
 //! // Before exit: deliver what is pending, within a deadline.
 //! let report = client.shutdown_within(Duration::from_secs(2)).await;
 //! // No collector listens on port 9, so nothing could be delivered here:
-//! assert_eq!(report.undelivered().count(), 3);
+//! assert_eq!(report.undelivered().count(), 4);
 //! # Ok(())
 //! # }
 //! ```
@@ -54,8 +57,16 @@
 //! - `"u1"`, a `String` or `Person::user("u1")`: an identified user;
 //! - `Person::anonymous("device-9")`: an anonymous visitor.
 //!
-//! [`Track::anonymous_id`] adds an anonymous id to a user's event, which is
-//! how sign-up events link the visitor to the new account.
+//! An event that carries both ids *links* the anonymous id to the user:
+//! every analysis then counts the anonymous id's events (earlier ones too)
+//! for the user, so a funnel from an anonymous `page_view` to a `signup`
+//! counts one person. Send one with [`Client::identify`] (an `identify`
+//! event, as the browser SDK's `tally.identify` sends), or give the signup
+//! event both ids with [`Track::anonymous_id`].
+//!
+//! The link only helps if the visitor keeps one anonymous id until then:
+//! a web server keeps it in a cookie (set it with [`new_anonymous_id`]); a
+//! CLI or desktop app can keep it in a file with [`stored_anonymous_id`].
 //!
 //! ## What `track` does, and what it never does
 //!
@@ -129,6 +140,7 @@ pub mod blocking;
 mod config;
 #[cfg(feature = "durable")]
 mod durable;
+mod identity;
 mod person;
 mod queue;
 mod report;
@@ -142,6 +154,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use config::{BuildError, ClientBuilder, DropPolicy};
+pub use identity::{IDENTIFY_EVENT, new_anonymous_id, stored_anonymous_id};
 pub use person::Person;
 pub use queue::Stats;
 pub use report::{DeliveryError, DeliveryReport, FlushReport, Rejection};
@@ -215,6 +228,51 @@ impl Client {
             person.into(),
             event.into(),
         )
+    }
+
+    /// Links the visitor known so far by `anonymous_id` to the user
+    /// `user_id`: an [`IDENTIFY_EVENT`] (`"identify"`) event carrying both
+    /// ids, as the browser SDK's `tally.identify(userId)` sends. Call it
+    /// when a visitor signs up or logs in; queue it with [`Track::send`]
+    /// like any event (it is batched, retried and deduplicated the same
+    /// way, and never blocks).
+    ///
+    /// Every analysis then counts the anonymous id's events, those before
+    /// the link included, for the user (SPEC §1; the earliest link of an
+    /// anonymous id wins, and two user ids are never merged). Sending a
+    /// signup event with both ids ([`Track::anonymous_id`]) links them
+    /// just as well; `identify` is for when there is no such event, such
+    /// as a login on a new device. Track the user's later events under
+    /// `user_id`. See [`stored_anonymous_id`] and [`new_anonymous_id`] for
+    /// keeping a visitor's anonymous id stable until then.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tally_sdk::{Client, Person, Stage};
+    ///
+    /// let client = Client::builder("http://127.0.0.1:9", "WRITE_KEY").build()?;
+    /// // The visitor's id, e.g. from a cookie (see `new_anonymous_id`).
+    /// let anon = "0193a4b2-7c1e-7d3f-9a2b-5c6d7e8f9a0b";
+    /// client
+    ///     .track(Person::anonymous(anon), "page_view")
+    ///     .stage(Stage::Discovery)
+    ///     .property("utm_source", "newsletter")
+    ///     .send()?;
+    /// // At login: link the id to the account, then track the user as the user.
+    /// let id = client.identify("user-42", anon).send()?;
+    /// assert_eq!(id.get_version_num(), 7);
+    /// client.track("user-42", "report_exported").send()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn identify(
+        &self,
+        user_id: impl Into<String>,
+        anonymous_id: impl Into<String>,
+    ) -> Track<'_> {
+        self.track(Person::user(user_id), IDENTIFY_EVENT)
+            .anonymous_id(anonymous_id)
     }
 
     /// A client that sends nothing: [`Track::send`] still checks the event

@@ -244,6 +244,14 @@ fn by_name<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == name).collect()
 }
 
+/// `users` of each step of a funnel's JSON.
+fn funnel_users(funnel: &Value) -> Vec<u64> {
+    funnel["steps"]
+        .as_array()
+        .map(|steps| steps.iter().filter_map(|s| s["users"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
 fn assert_v7(id: &Value) {
     let id = id.as_str().expect("id");
     let u = uuid::Uuid::parse_str(id).expect("uuid");
@@ -337,7 +345,37 @@ fn page_views_spa_navigation_identify_and_beacon_arrive_exactly_once() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(browser);
+    // The two anonymous page views (landing, SPA) came before identify;
+    // the signup after it, and the full-load view carries the user id.
+    // Linked by identify, they are one person who reached the signup.
+    // (Unlinked: the anonymous id and user-42 would be two persons that
+    // viewed a page, and neither did before the signup: [2, 0].)
+    let funnel_query = "/v1/funnel?steps=page_view,signup&window=1h&from=2000-01-01&to=2100-01-01";
+    let (status, funnel) = get_json(&http(), &server.url, funnel_query);
+    assert_eq!(status, 200, "{funnel}");
+    assert_eq!(funnel_users(&funnel), [1, 1], "{funnel}");
     assert!(server.terminate().success());
+    let out = tally()
+        .args(["funnel", "--steps", "page_view,signup", "--window", "1h"])
+        .args([
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2100-01-01",
+            "--format",
+            "json",
+            "--data",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("tally funnel");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let funnel: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(funnel_users(&funnel), [1, 1], "{funnel}");
     let events = export_events(dir.path(), &[]);
     let names: Vec<&str> = events
         .iter()

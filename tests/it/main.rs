@@ -15,6 +15,7 @@ mod delete_person;
 mod http_ingest;
 mod http_limits;
 mod http_queries;
+mod identity;
 mod import_export;
 mod messages;
 mod review;

@@ -7,6 +7,7 @@ mod delivery;
 mod durable;
 mod fake;
 mod faults;
+mod identity;
 mod proxy;
 mod refusals;
 
