@@ -1091,6 +1091,11 @@ fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
         Box::new(file)
     };
     let input = BufReader::with_capacity(1 << 20, input);
+    if let Some(store) = &store {
+        // A writer first repairs what a crash left and upgrades an older
+        // format (property files), as `tally serve` does on start.
+        store.prepare_writer()?;
+    }
     let summary = match (&store, &a.server, &key) {
         (Some(store), _, _) => crate::import::import(input, store, &|n| bar.set_position(n))?,
         (None, Some(server), Some(key)) => {
