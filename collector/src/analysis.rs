@@ -49,6 +49,14 @@ pub enum Query {
         /// Exclusive, Unix ms.
         to: i64,
     },
+    /// `GET /v1/events?names=only`: names and counts in `[from, to)`,
+    /// without decoding events ([`catalog::names`]).
+    EventNames {
+        /// Inclusive, Unix ms.
+        from: i64,
+        /// Exclusive, Unix ms.
+        to: i64,
+    },
 }
 
 impl Query {
@@ -74,8 +82,25 @@ impl Query {
             "active" => Query::Active(active::ActiveParams::from_raw(&mut raw, now_ms)?),
             "trend" => Query::Trend(trend::TrendParams::from_raw(&mut raw, now_ms)?),
             "events" => {
+                // `tz` is taken even with no range (all time needs none),
+                // so the dashboard can send it to every endpoint.
+                raw.zone()?;
+                let names_only = match raw.str("names")?.as_deref() {
+                    None => false,
+                    Some("only") => true,
+                    Some(other) => {
+                        return Err(QueryError::bad(
+                            "names",
+                            format!("'{other}' is not a mode (give names=only or nothing)"),
+                        ));
+                    }
+                };
                 let (from, to) = raw.range_or_all(now_ms)?;
-                Query::Events { from, to }
+                if names_only {
+                    Query::EventNames { from, to }
+                } else {
+                    Query::Events { from, to }
+                }
             }
             other => {
                 return Err(QueryError::bad(
@@ -101,16 +126,34 @@ impl Query {
                 v
             }
             Query::Trend(p) if !p.is_any() => vec![p.event.as_str()],
-            Query::Trend(_) | Query::Lifecycle(_) | Query::Active(_) | Query::Events { .. } => {
-                Vec::new()
-            }
+            Query::Trend(_)
+            | Query::Lifecycle(_)
+            | Query::Active(_)
+            | Query::Events { .. }
+            | Query::EventNames { .. } => Vec::new(),
         }
     }
 
     /// Runs the query on `store` and renders it in `format`, with a warning
     /// for every event name it asks about that the store never saw.
     pub fn run(&self, store: &dyn EventStore, format: Format) -> Result<Answer, QueryError> {
-        let body = self.render(store, format)?;
+        self.run_with(store, &catalog::NameBook::default(), format)
+    }
+
+    /// [`Query::run`] with the name book a running collector keeps (only
+    /// `events?names=only` reads it).
+    pub fn run_with(
+        &self,
+        store: &dyn EventStore,
+        book: &catalog::NameBook,
+        format: Format,
+    ) -> Result<Answer, QueryError> {
+        let body = match self {
+            Query::EventNames { from, to } => {
+                catalog::names(store, book, *from, *to)?.render(format)
+            }
+            _ => self.render(store, format)?,
+        };
         let warnings = catalog::unknown_name_warnings(store, &self.event_names())?;
         Ok(Answer { body, warnings })
     }
@@ -128,6 +171,9 @@ impl Query {
             }
             Query::Trend(p) => trend::run(src, p)?.render(format),
             Query::Events { from, to } => catalog::list(src, *from, *to)?.render(format),
+            Query::EventNames { from, to } => {
+                catalog::names(src, &catalog::NameBook::default(), *from, *to)?.render(format)
+            }
         })
     }
 }
@@ -137,8 +183,9 @@ pub fn run_json(
     name: &str,
     pairs: Vec<(String, String)>,
     store: &dyn EventStore,
+    book: &catalog::NameBook,
 ) -> Result<Answer, QueryError> {
-    Query::parse(name, pairs, tally_event::time::now_ms())?.run(store, Format::Json)
+    Query::parse(name, pairs, tally_event::time::now_ms())?.run_with(store, book, Format::Json)
 }
 
 /// Re-renders an analysis's JSON (as a collector answered it) in `format`;
