@@ -11,8 +11,9 @@
 //! pickers need: names and counts only. It counts rows through
 //! [`Source::scan`](tally_query::Source::scan) (the columns the analyses read,
 //! no event decoded) and turns name ids into names with a [`NameBook`] that
-//! a running collector keeps; only rows whose name id the book has not seen
-//! yet send it to [`EventStore::scan_events`], over their own time span.
+//! a running collector keeps; a name id the book has not seen yet sends it
+//! to [`EventStore::scan_events`] over the one millisecond of one of its
+//! rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -231,30 +232,32 @@ pub fn names(
     for r in &rows {
         *counts.entry(r.name).or_default() += r.len() as u64;
     }
-    // The time span of the rows whose names the book lacks.
-    let mut missing: Option<(i64, i64)> = None;
+    // One instant of a row of each name id the book lacks: the events of
+    // that millisecond hold one with that name.
+    let mut missing: BTreeMap<NameId, i64> = BTreeMap::new();
     {
         let known = book.names.lock().unwrap_or_else(|e| e.into_inner());
         for r in rows.iter().filter(|r| !known.contains_key(&r.name)) {
-            for &t in &r.ts {
-                missing = Some(missing.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+            if let Some(&t) = r.ts.first() {
+                missing.entry(r.name).or_insert(t);
             }
         }
     }
-    if let Some((lo, hi)) = missing {
-        let mut found: HashMap<NameId, String> = HashMap::new();
-        let mut seen: HashSet<String> = HashSet::new();
+    let mut found: HashMap<NameId, String> = HashMap::new();
+    for (id, t) in missing {
+        if found.contains_key(&id) {
+            continue;
+        }
         store
-            .scan_events(lo, hi.saturating_add(1), &mut |e| {
-                if !seen.contains(&e.event) {
-                    if let Some(id) = store.name_id(&e.event) {
-                        found.insert(id, e.event.clone());
-                    }
-                    seen.insert(e.event);
+            .scan_events(t, t.saturating_add(1), &mut |e| {
+                if let Some(n) = store.name_id(&e.event) {
+                    found.entry(n).or_insert(e.event);
                 }
                 Ok(())
             })
             .map_err(|e| QueryError::Source(e.to_string()))?;
+    }
+    if !found.is_empty() {
         book.names
             .lock()
             .unwrap_or_else(|e| e.into_inner())
