@@ -835,15 +835,16 @@ fn expected_scorecard(r: &Value, date: &dyn Fn(&str) -> String) -> Vec<Vec<Strin
                 .map(|p| {
                     let p = by_name(p.as_str().unwrap()).unwrap();
                     format!(
-                        "{}: {} ({})",
+                        "↔ {}: {} ({})",
                         p["name"].as_str().unwrap(),
                         kpi_value(p, &p["value"]),
                         kpi_change(p)
                     )
                 })
                 .collect();
+            // The name, then its pairs under it.
             vec![
-                k["name"].as_str().unwrap().to_string(),
+                format!("{}{}", k["name"].as_str().unwrap(), pairs.concat()),
                 kpi_value(k, &k["value"]),
                 kpi_change(k),
                 kpi_value(k, &k["previous"]["value"]),
@@ -855,11 +856,6 @@ fn expected_scorecard(r: &Value, date: &dyn Fn(&str) -> String) -> Vec<Vec<Strin
                     date(k["from"].as_str().unwrap()),
                     date(k["to"].as_str().unwrap())
                 ),
-                if pairs.is_empty() {
-                    "—".to_string()
-                } else {
-                    pairs.concat()
-                },
             ]
         })
         .collect()
@@ -911,12 +907,20 @@ fn dashboard_overview_shows_the_kpi_scorecard_in_the_urls_zone() {
     let utc_date = |s: &str| local_date(s, 0);
     let want = expected_scorecard(&r, &utc_date);
     assert_eq!(scorecard_rows(&d), want);
-    assert_eq!(want[0][0], "Signups", "acquisition first");
+    assert!(
+        want[0][0].starts_with("Signups↔ Paying users: 1 ("),
+        "acquisition first, with its pairs: {want:?}"
+    );
     assert_eq!(
         want.last().unwrap()[0],
         "Purchases per signup",
         "no stage last"
     );
+    let first = d.browser.js(
+        "const r = document.querySelector('#scorecard tr.kpi-row'); \
+         return [r.querySelector('.kname-text').textContent, r.querySelectorAll('.pair').length]",
+    );
+    assert_eq!(first, json!(["Signups", 2]), "two pairs under the name");
     assert!(want.iter().any(|r| r[6].ends_with("TRIPPED")), "{want:?}");
     assert!(want.iter().any(|r| r[5].ends_with("missed")), "{want:?}");
     assert!(want.iter().any(|r| r[2].starts_with('▲')), "{want:?}");

@@ -484,20 +484,20 @@
       [null, r.kpis.filter((k) => !STAGES.includes(k.stage))]];
     for (const [stage, kpis] of groups) {
       if (!kpis.length) continue;
-      rows.push(el('tr', { class: 'stage-row' }, el('th', { colspan: '9', text: stage || 'no stage' })));
+      rows.push(el('tr', { class: 'stage-row' }, el('th', { colspan: '8', text: stage || 'no stage' })));
       for (const k of kpis) {
         const target = k.target === null ? '—'
           : k.target + (k.target_met === true ? ' ✓ met' : k.target_met === false ? ' ✗ missed' : ' (no value)');
         const trip = k.tripwire === null ? '—' : k.tripwire + (k.tripped ? ' ⚠ TRIPPED' : ' ok');
-        const pairs = el('td', { class: 'pairs' });
-        for (const name of k.pair) {
-          const p = byName.get(name);
-          pairs.append(el('span', { class: 'pair', text: name + ': ' + (p ? kpiValue(p, p.value) + ' (' + kpiChange(p) + ')' : 'not in the file') }));
+        // Its pairs beside it, under its name: each pair's value and change.
+        const name = el('td', { class: 'kname' }, el('span', { class: 'kname-text', text: k.name }));
+        for (const pn of k.pair) {
+          const p = byName.get(pn);
+          name.append(el('span', { class: 'pair', text: '↔ ' + pn + ': ' + (p ? kpiValue(p, p.value) + ' (' + kpiChange(p) + ')' : 'not in the file') }));
         }
-        if (!k.pair.length) pairs.textContent = '—';
         const cls = ['kpi-row', k.tripped ? 'tripped' : '', k.target_met === true ? 'met' : k.target_met === false ? 'missed' : ''];
         const row = el('tr', { class: cls.join(' ').trim(), 'data-stage': k.stage || '' },
-          el('td', { class: 'kname', text: k.name }),
+          name,
           el('td', { class: 'value', text: kpiValue(k, k.value) }),
           el('td', { class: 'change ' + (k.change > 0 ? 'up' : k.change < 0 ? 'down' : ''), text: kpiChange(k) }),
           el('td', { class: 'previous', text: kpiValue(k, k.previous.value) }),
@@ -505,13 +505,12 @@
           el('td', { class: 'target' + (k.target_met === false ? ' down' : k.target_met === true ? ' up' : ''), text: target }),
           el('td', { class: 'tripwire' + (k.tripped ? ' down' : ''), text: trip }),
           el('td', { class: 'period', 'data-from': k.from, 'data-to': k.to, text: localTime(k.from) + ' – ' + localTime(k.to),
-            title: 'previous: ' + localTime(k.previous.from) + ' – ' + localTime(k.previous.to) }),
-          pairs);
+            title: 'previous: ' + localTime(k.previous.from) + ' – ' + localTime(k.previous.to) }));
         row.dataset.kpiName = k.name; // an attribute value, never markup
         rows.push(row);
       }
     }
-    out.push(table(['KPI', 'Value', 'Change', 'Previous', 'Of', 'Target', 'Tripwire', 'Period', 'Paired with'], rows, { id: 'scorecard' }));
+    out.push(table(['KPI (↔ paired with)', 'Value', 'Change', 'Previous', 'Of', 'Target', 'Tripwire', 'Period'], rows, { id: 'scorecard' }));
     return out;
   }
 
