@@ -59,7 +59,12 @@
     const page = (i < 0 ? h : h.slice(0, i)) || 'overview';
     return { page: PAGES.includes(page) ? page : 'overview', q: new URLSearchParams(i < 0 ? '' : h.slice(i + 1)) };
   }
-  function go(page, q) { location.hash = page + (q.toString() ? '?' + q.toString() : ''); }
+  function go(page, q) {
+    // Loading from now on, not only once hashchange has run render().
+    const to = '#' + page + (q.toString() ? '?' + q.toString() : '');
+    if (location.hash !== to) document.body.dataset.state = 'loading';
+    location.hash = to;
+  }
   // The zone of every query: the URL's `tz`, else the browser's own zone
   // (UTC when the browser names none); render() writes it into the URL so
   // a bookmarked view means the same days for whoever opens it.
