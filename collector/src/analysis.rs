@@ -59,6 +59,14 @@ pub enum Analysis {
         /// Exclusive, Unix ms.
         to: i64,
     },
+    /// `GET /v1/events?names=only`: names and counts in `[from, to)`,
+    /// without decoding events ([`catalog::names`]).
+    EventNames {
+        /// Inclusive, Unix ms.
+        from: i64,
+        /// Exclusive, Unix ms.
+        to: i64,
+    },
 }
 
 impl Query {
@@ -84,8 +92,25 @@ impl Query {
             "active" => Analysis::Active(active::ActiveParams::from_raw(&mut raw, now_ms)?),
             "trend" => Analysis::Trend(trend::TrendParams::from_raw(&mut raw, now_ms)?),
             "events" => {
+                // `tz` is taken even with no range (all time needs none),
+                // so the dashboard can send it to every endpoint.
+                raw.zone()?;
+                let names_only = match raw.str("names")?.as_deref() {
+                    None => false,
+                    Some("only") => true,
+                    Some(other) => {
+                        return Err(QueryError::bad(
+                            "names",
+                            format!("'{other}' is not a mode (give names=only or nothing)"),
+                        ));
+                    }
+                };
                 let (from, to) = raw.range_or_all(now_ms)?;
-                Analysis::Events { from, to }
+                if names_only {
+                    Analysis::EventNames { from, to }
+                } else {
+                    Analysis::Events { from, to }
+                }
             }
             other => {
                 return Err(QueryError::bad(
@@ -98,7 +123,7 @@ impl Query {
         // `events` lists the store as it is, so neither is read for it and
         // `finish` calls them unknown parameters.
         let (segment, by) = match analysis {
-            Analysis::Events { .. } => (Segment::default(), None),
+            Analysis::Events { .. } | Analysis::EventNames { .. } => (Segment::default(), None),
             Analysis::Active(_) => {
                 let by = raw.str("by")?.is_some();
                 if by || raw.str("limit")?.is_some() {
@@ -136,14 +161,31 @@ impl Query {
             Analysis::Trend(_)
             | Analysis::Lifecycle(_)
             | Analysis::Active(_)
-            | Analysis::Events { .. } => Vec::new(),
+            | Analysis::Events { .. }
+            | Analysis::EventNames { .. } => Vec::new(),
         }
     }
 
     /// Runs the query on `store` and renders it in `format`, with a warning
     /// for every event name it asks about that the store never saw.
     pub fn run(&self, store: &dyn EventStore, format: Format) -> Result<Answer, QueryError> {
-        let body = self.render(store, format)?;
+        self.run_with(store, &catalog::NameBook::default(), format)
+    }
+
+    /// [`Query::run`] with the name book a running collector keeps (only
+    /// `events?names=only` reads it).
+    pub fn run_with(
+        &self,
+        store: &dyn EventStore,
+        book: &catalog::NameBook,
+        format: Format,
+    ) -> Result<Answer, QueryError> {
+        let body = match &self.analysis {
+            Analysis::EventNames { from, to } => {
+                catalog::names(store, book, *from, *to)?.render(format)
+            }
+            _ => self.render(store, format)?,
+        };
         let warnings = catalog::unknown_name_warnings(store, &self.event_names())?;
         Ok(Answer { body, warnings })
     }
@@ -178,6 +220,9 @@ impl Query {
                 None => trend::run_segment(src, p, seg)?.render(format),
             },
             Analysis::Events { from, to } => catalog::list(src, *from, *to)?.render(format),
+            Analysis::EventNames { from, to } => {
+                catalog::names(src, &catalog::NameBook::default(), *from, *to)?.render(format)
+            }
         })
     }
 }
@@ -187,8 +232,9 @@ pub fn run_json(
     name: &str,
     pairs: Vec<(String, String)>,
     store: &dyn EventStore,
+    book: &catalog::NameBook,
 ) -> Result<Answer, QueryError> {
-    Query::parse(name, pairs, tally_event::time::now_ms())?.run(store, Format::Json)
+    Query::parse(name, pairs, tally_event::time::now_ms())?.run_with(store, book, Format::Json)
 }
 
 /// Re-renders an analysis's JSON (as a collector answered it) in `format`;

@@ -6,14 +6,23 @@
 //! Both read through the store's public interface
 //! ([`EventStore::scan_events`]): the analyses' [`Source`](tally_query::Source)
 //! never sees names or properties.
+//!
+//! `GET /v1/events?names=only` ([`names`]) is the cheap list the dashboard's
+//! pickers need: names and counts only. It counts rows through
+//! [`Source::scan`](tally_query::Source::scan) (the columns the analyses read,
+//! no event decoded) and turns name ids into names with a [`NameBook`] that
+//! a running collector keeps; a name id the book has not seen yet sends it
+//! to [`EventStore::scan_events`] over the one millisecond of one of its
+//! rows.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use tally_event::time::format_rfc3339;
 use tally_query::render::{align, csv_field, thousands};
-use tally_query::{QueryError, Report};
+use tally_query::{Identity, NameId, QueryError, Report, Scan};
 
 use crate::store::EventStore;
 
@@ -170,6 +179,121 @@ impl Report for EventsResult {
                 e.last_seen,
                 csv_field(&e.properties.join(" "))
             );
+        }
+        out
+    }
+}
+
+/// The answer of `GET /v1/events?names=only`: each name with events in
+/// `[from, to)` and how many, most frequent first (ties by name), as
+/// `tally events` orders them; no users, times or properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamesResult {
+    /// Most frequent first (ties by name).
+    pub events: Vec<NameCount>,
+}
+
+/// One event name's count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NameCount {
+    /// The event name.
+    pub event: String,
+    /// Events of this name in range.
+    pub count: u64,
+}
+
+/// Name ids to names, as the store interned them. Ids never change meaning
+/// while a store is open, so a book filled once stays right; it only
+/// misses names first stored after it was filled.
+#[derive(Debug, Default)]
+pub struct NameBook {
+    names: Mutex<HashMap<NameId, String>>,
+}
+
+/// Lists the event names with events in `[from, to)` and their counts,
+/// without decoding events (see the module's documentation); `book` may
+/// be fresh (it is then filled from the events of the names it lacks).
+pub fn names(
+    store: &dyn EventStore,
+    book: &NameBook,
+    from: i64,
+    to: i64,
+) -> Result<NamesResult, QueryError> {
+    let rows = store.scan(&Scan {
+        names: None,
+        from,
+        to,
+        filters: &[],
+        by: None,
+        // Counting needs no person: skip resolving links.
+        identity: Identity::PersonKey,
+    })?;
+    let mut counts: BTreeMap<NameId, u64> = BTreeMap::new();
+    for r in &rows {
+        *counts.entry(r.name).or_default() += r.len() as u64;
+    }
+    // One instant of a row of each name id the book lacks: the events of
+    // that millisecond hold one with that name.
+    let mut missing: BTreeMap<NameId, i64> = BTreeMap::new();
+    {
+        let known = book.names.lock().unwrap_or_else(|e| e.into_inner());
+        for r in rows.iter().filter(|r| !known.contains_key(&r.name)) {
+            if let Some(&t) = r.ts.first() {
+                missing.entry(r.name).or_insert(t);
+            }
+        }
+    }
+    let mut found: HashMap<NameId, String> = HashMap::new();
+    for (id, t) in missing {
+        if found.contains_key(&id) {
+            continue;
+        }
+        store
+            .scan_events(t, t.saturating_add(1), &mut |e| {
+                if let Some(n) = store.name_id(&e.event) {
+                    found.entry(n).or_insert(e.event);
+                }
+                Ok(())
+            })
+            .map_err(|e| QueryError::Source(e.to_string()))?;
+    }
+    if !found.is_empty() {
+        book.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(found);
+    }
+    let known = book.names.lock().unwrap_or_else(|e| e.into_inner());
+    let mut events = Vec::with_capacity(counts.len());
+    for (id, count) in counts {
+        let event = known.get(&id).cloned().ok_or_else(|| {
+            QueryError::Source(format!(
+                "event name id {id} has rows but no stored event carries it"
+            ))
+        })?;
+        events.push(NameCount { event, count });
+    }
+    drop(known);
+    events.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.event.cmp(&b.event)));
+    Ok(NamesResult { events })
+}
+
+impl Report for NamesResult {
+    fn table(&self) -> String {
+        if self.events.is_empty() {
+            return "No events in this range.\n".into();
+        }
+        let mut rows = vec![vec!["event".to_string(), "count".to_string()]];
+        for e in &self.events {
+            rows.push(vec![e.event.clone(), thousands(e.count)]);
+        }
+        align(&rows)
+    }
+
+    fn csv(&self) -> String {
+        let mut out = String::from("event,count\n");
+        for e in &self.events {
+            let _ = writeln!(out, "{},{}", csv_field(&e.event), e.count);
         }
         out
     }

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use tally_event::time::{DAY_MS, format_rfc3339, now_ms};
 
 use crate::support::{
-    READ_KEY, Server, WRITE_KEY, get_json, get_text, http, import_file, tally, write_ndjson,
+    READ_KEY, Server, WRITE_KEY, get_json, get_text, http, import_file, post_batch, tally,
+    write_ndjson,
 };
 
 /// Five events: signups by u1 and u2 (with properties, one nested), three
@@ -141,6 +142,86 @@ fn events_over_http_and_server() {
         .output()
         .unwrap();
     assert_eq!(json_out(&out), expected_all());
+}
+
+/// `events`' names and counts, as `names=only` gives them.
+fn names_of(full: &Value) -> Value {
+    let events: Vec<Value> = full["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| json!({"event": e["event"], "count": e["count"]}))
+        .collect();
+    json!({ "events": events })
+}
+
+/// The dashboard's cheap list (`names=only`): the full list's names and
+/// counts, in its order, for any range and zone, with names first stored
+/// after the collector's name book was filled; `tz` is taken with no range.
+#[test]
+fn events_names_only_are_the_full_lists_names_and_counts() {
+    let (_dir, data) = data_with(&dataset());
+    let server = Server::start(&data);
+    let c = http();
+    let get = |q: &str| {
+        let (status, body) = get_json(&c, &server.url, q);
+        assert_eq!(status, 200, "{q}: {body}");
+        body
+    };
+    assert_eq!(
+        get("/v1/events?names=only"),
+        json!({"events": [
+            {"event": "view", "count": 3},
+            {"event": "signup", "count": 2},
+            {"event": "purchase", "count": 1},
+        ]})
+    );
+    // Events that arrive now (a name the book has not seen, in the open
+    // chunk) are listed at once.
+    let (status, body) = post_batch(
+        &c,
+        &server.url,
+        &[
+            json!({"event": "checkout", "user_id": "u3", "timestamp": "2026-10-06T23:30:00Z"}),
+            json!({"event": "checkout", "user_id": "u3", "timestamp": "2026-10-07T09:00:00Z"}),
+            json!({"event": "checkout", "user_id": "u4", "timestamp": "2026-10-08T09:00:00Z"}),
+            json!({"event": "view", "user_id": "u3", "timestamp": "2026-10-06T23:00:00Z"}),
+        ],
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    for q in [
+        "",
+        "from=2026-10-06&to=2026-10-08",
+        "from=2026-10-07&to=2026-10-08&tz=Europe/Berlin",
+        "from=2026-10-06&to=2026-10-07&tz=Pacific/Auckland",
+        "tz=America/New_York",
+        "last=3650d&tz=Asia/Kolkata",
+    ] {
+        let names = get(&format!("/v1/events?names=only&{q}"));
+        let full = get(&format!("/v1/events?{q}"));
+        assert_eq!(names, names_of(&full), "{q}");
+    }
+    assert_eq!(
+        get("/v1/events?names=only")["events"][0],
+        json!({"event": "view", "count": 4})
+    );
+    assert_eq!(
+        get("/v1/events?names=only&from=2026-10-07&to=2026-10-08&tz=Europe/Berlin"),
+        json!({"events": [
+            {"event": "checkout", "count": 2},
+            {"event": "view", "count": 2},
+        ]}),
+        "Berlin's 7 October starts at 22:00 UTC on the 6th"
+    );
+    for bad in [
+        "names=all",
+        "names=only&names=only",
+        "names=only&tz=Mars/Olympus",
+    ] {
+        let (status, body) = get_json(&c, &server.url, &format!("/v1/events?{bad}"));
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
 }
 
 #[test]

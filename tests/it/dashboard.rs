@@ -184,12 +184,22 @@ impl Dash {
     }
 }
 
-const RANGE: &str = "from=2026-10-01&to=2026-11-01";
+const RANGE: &str = "from=2026-10-01&to=2026-11-01&tz=UTC";
+const OVERVIEW: &str = "overview?period=month&as_of=2026-11-01&tz=UTC";
+const OCTOBER: (&str, &str) = ("2026-10-01", "2026-11-01");
+const SEPTEMBER: (&str, &str) = ("2026-09-01", "2026-10-01");
 
-fn check_overview(d: &Dash) {
-    d.open(&format!("overview?{RANGE}"));
-    let cur = d.api(&format!("/v1/lifecycle?{RANGE}"));
-    let old = d.api("/v1/lifecycle?from=2026-09-01&to=2026-10-01");
+/// The overview's lifecycle report: `period` (as local dates) against
+/// `previous`, and the period's event names and counts.
+fn check_overview(d: &Dash, hash: &str, period: (&str, &str), previous: (&str, &str)) {
+    d.open(hash);
+    let tz = "tz=UTC";
+    let q = format!("from={}&to={}&{tz}", period.0, period.1);
+    let cur = d.api(&format!("/v1/lifecycle?{q}"));
+    let old = d.api(&format!(
+        "/v1/lifecycle?from={}&to={}&{tz}",
+        previous.0, previous.1
+    ));
     let rows = d.rows("lifecycle");
     let mut expected = Vec::new();
     for (c, o) in cur["stages"]
@@ -232,31 +242,19 @@ fn check_overview(d: &Dash) {
     assert_eq!(d.text("[data-kpi=revenue] b"), num(&cur["revenue"]));
     assert_eq!(d.text("[data-kpi=arpu] b"), num(&cur["arpu"]));
 
-    // The event list comes after the report.
+    // The event list (names and counts) comes after the report.
     d.browser.wait_for(
         "return document.querySelector('#catalog-box[data-state=ready]') !== null",
         "the event list",
     );
-    let events = d.api(&format!("/v1/events?{RANGE}"));
+    let events = d.api(&format!("/v1/events?names=only&{q}"));
     let want: Vec<Vec<String>> = events["events"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| {
-            let props: Vec<&str> = e["properties"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p.as_str().unwrap())
-                .collect();
-            vec![
-                e["event"].as_str().unwrap().to_string(),
-                num(&e["count"]),
-                num(&e["users"]),
-                props.join(", "),
-            ]
-        })
+        .map(|e| vec![e["event"].as_str().unwrap().to_string(), num(&e["count"])])
         .collect();
+    assert!(!want.is_empty());
     assert_eq!(d.rows("catalog"), want);
 }
 
@@ -290,6 +288,70 @@ fn check_funnel(d: &Dash, window: &str) {
     }
 }
 
+/// The trends page of `/v1/trend?{q}`, with the previous period's series
+/// (`/v1/trend?{previous}`) beside it, bucket by bucket, or without one.
+fn check_trend(d: &Dash, q: &str, previous: Option<&str>) {
+    let t = d.api(&format!("/v1/trend?{q}"));
+    assert_eq!(d.text("[data-kpi=total] b"), num(&t["total"]));
+    let cur = t["series"].as_array().unwrap();
+    let old = previous.map(|p| d.api(&format!("/v1/trend?{p}")));
+    let none = Vec::new();
+    let prev = old
+        .as_ref()
+        .map_or(&none, |o| o["series"].as_array().unwrap());
+    let cell = |s: &[Value], i: usize, k: &str| {
+        s.get(i).map_or(String::new(), |p| match k {
+            "bucket" => p["bucket"].as_str().unwrap().to_string(),
+            _ => num(&p["value"]),
+        })
+    };
+    let want: Vec<Vec<String>> = (0..cur.len().max(prev.len()))
+        .map(|i| {
+            let mut row = vec![cell(cur, i, "bucket"), cell(cur, i, "value")];
+            if old.is_some() {
+                row.extend([cell(prev, i, "bucket"), cell(prev, i, "value")]);
+            }
+            row
+        })
+        .collect();
+    assert_eq!(d.rows("trend"), want);
+    // uPlot's legend: the x axis and one line per series.
+    let lines = d
+        .browser
+        .js("return document.querySelectorAll('.chart .u-legend .u-series').length");
+    assert_eq!(lines, json!(if old.is_some() { 3 } else { 2 }), "{q}");
+    match &old {
+        Some(o) => {
+            assert_eq!(d.text("[data-kpi=previous_total] b"), num(&o["total"]));
+            let range = d.browser.js(
+                "const e = document.getElementById('trend-previous'); return [e.dataset.from, e.dataset.to]",
+            );
+            let p = previous.unwrap();
+            assert!(
+                p.starts_with(&format!(
+                    "from={}&to={}",
+                    range[0].as_str().unwrap(),
+                    range[1].as_str().unwrap()
+                )),
+                "{range} for {p}"
+            );
+            assert!(
+                o["series"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["value"] != json!(0)),
+                "the previous period should not be empty: {o}"
+            );
+        }
+        None => assert_eq!(
+            d.browser
+                .js("return document.getElementById('trend-previous') === null"),
+            json!(true)
+        ),
+    }
+}
+
 #[test]
 fn dashboard_pages_show_the_apis_numbers_and_fit_a_phone() {
     if !browser_available() {
@@ -301,13 +363,14 @@ fn dashboard_pages_show_the_apis_numbers_and_fit_a_phone() {
     d.size(1280, 800);
     d.log_in();
 
-    // Overview: this period and the previous one, with the change. A full
-    // load (key already stored) measures the time to the first render.
+    // Overview: the last whole month by 1 November (October) and the one
+    // before, with the change. A full load (key already stored) measures
+    // the time to the first render.
     d.browser.goto("about:blank");
-    d.open(&format!("overview?{RANGE}"));
+    d.open(OVERVIEW);
     let first = d.browser.js("return document.body.dataset.firstRenderMs");
     eprintln!("overview: first render {first} ms after navigation start");
-    check_overview(&d);
+    check_overview(&d, OVERVIEW, OCTOBER, SEPTEMBER);
     d.screenshot("overview-1280");
 
     // Funnel, then a different window through the controls: the URL and
@@ -419,8 +482,8 @@ fn dashboard_pages_show_the_apis_numbers_and_fit_a_phone() {
     d.screenshot("activation-1280");
 
     // Active users.
-    d.open("active?from=2026-10-01&to=2026-10-20");
-    let act = d.api("/v1/active?from=2026-10-01&to=2026-10-20");
+    d.open("active?from=2026-10-01&to=2026-10-20&tz=UTC");
+    let act = d.api("/v1/active?from=2026-10-01&to=2026-10-20&tz=UTC");
     let rows = d.rows("active");
     let days = act["days"].as_array().unwrap();
     assert_eq!(rows.len(), days.len());
@@ -444,106 +507,73 @@ fn dashboard_pages_show_the_apis_numbers_and_fit_a_phone() {
     );
     d.screenshot("active-1280");
 
-    // Trends: /v1/trend is being built on another branch; until it lands
-    // the page shows the API's error text.
-    let tq = format!("{RANGE}&event=purchase&measure=users&interval=week");
+    // Trends, with the previous period (the 14 days before) as a second
+    // series from the same endpoint; then without it.
+    let tq = "from=2026-10-12&to=2026-10-26&tz=UTC&event=purchase&measure=events&interval=day";
     d.open(&format!("trends?{tq}"));
-    let (status, body) = get_json(&d.client, &d.server.url, &format!("/v1/trend?{tq}"));
-    if status == 200 {
-        assert_eq!(d.text("[data-kpi=total] b"), num(&body["total"]));
-        let want: Vec<Vec<String>> = body["series"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| vec![p["bucket"].as_str().unwrap().to_string(), num(&p["value"])])
-            .collect();
-        assert_eq!(d.rows("trend"), want);
-    } else {
-        assert_eq!(d.text("#status"), error_message(&body));
-        assert_eq!(
-            d.browser.js("return document.body.dataset.state"),
-            json!("error")
-        );
-    }
-    d.screenshot("trends-1280");
-    // The trends page against SPEC §4's documented answer, stubbed in the
-    // page's `fetch` until `/v1/trend` lands on this branch.
-    let shape = json!({"event": "purchase", "measure": "users", "interval": "week",
-        "from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z",
-        "series": [{"bucket": "2026-09-28", "value": 5}, {"bucket": "2026-10-05", "value": 2},
-                   {"bucket": "2026-10-12", "value": 0.5}, {"bucket": "2026-10-19", "value": 0},
-                   {"bucket": "2026-10-26", "value": 1}],
-        "total": 6});
-    d.browser.js(&format!(
-        "const real = window.fetch; window.__trendUrls = []; \
-         window.fetch = (u, o) => {{ if (String(u).startsWith('/v1/trend?')) {{ \
-           window.__trendUrls.push(String(u)); \
-           return Promise.resolve(new Response(JSON.stringify({shape}), \
-             {{status: 200, headers: {{'Content-Type': 'application/json'}}}})); }} \
-           return real(u, o); }}; \
-         location.hash = '#trends?{tq}&stub=1';"
-    ));
-    d.settle("the stubbed trend");
-    assert_eq!(d.text("[data-kpi=total] b"), "6");
-    let rows = d.rows("trend");
-    let want: Vec<Vec<String>> = shape["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| vec![p["bucket"].as_str().unwrap().to_string(), num(&p["value"])])
-        .collect();
-    assert_eq!(rows, want);
-    assert_eq!(
-        d.browser
-            .js("return document.querySelectorAll('.chart canvas').length"),
-        json!(1),
-        "uPlot drew the trend"
+    check_trend(
+        &d,
+        tq,
+        Some("from=2026-09-28&to=2026-10-12&tz=UTC&event=purchase&measure=events&interval=day"),
     );
-    let urls = d.browser.js("return window.__trendUrls");
-    let url = urls[0].as_str().unwrap();
-    for p in [
-        "event=purchase",
-        "measure=users",
-        "interval=week",
-        "from=2026-10-01",
-    ] {
-        assert!(url.contains(p), "{url} lacks {p}");
-    }
-    d.screenshot("trends-stubbed-1280");
+    d.screenshot("trends-1280");
+    d.browser.wait_for(
+        "return document.getElementById('compare') !== null",
+        "the trend pickers",
+    );
+    d.browser
+        .js("document.getElementById('compare').value = 'none'; \
+         document.getElementById('measure').value = 'users'; \
+         document.getElementById('controls').requestSubmit()");
+    d.browser.wait_for(
+        "return location.hash.includes('compare=none') && document.body.dataset.state === 'ready'",
+        "the trend without comparison",
+    );
+    check_trend(
+        &d,
+        "from=2026-10-12&to=2026-10-26&tz=UTC&event=purchase&measure=users&interval=day",
+        None,
+    );
 
-    // The range control: last 7 days on the overview.
-    d.open(&format!("overview?{RANGE}"));
+    // The range control: last 7 days on the active users page.
+    d.open("active?from=2026-10-01&to=2026-10-20&tz=UTC");
     d.browser
         .js("document.getElementById('mode').value = 'last'; \
          document.getElementById('last').value = '7'; \
          document.getElementById('controls').requestSubmit()");
     d.browser.wait_for(
-        "return location.hash === '#overview?last=7d' && document.body.dataset.state === 'ready'",
-        "the overview for the last 7 days",
+        "return location.hash === '#active?last=7d&tz=UTC' && document.body.dataset.state === 'ready'",
+        "the active users of the last 7 days",
     );
-    let last7 = d.api("/v1/lifecycle?last=7d");
-    assert_eq!(
-        d.text("[data-kpi=active_users] b"),
-        num(&last7["active_users"])
-    );
+    let last7 = d.api("/v1/active?last=7d&tz=UTC");
+    let days: Vec<String> = last7["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|day| day["day"].as_str().unwrap().to_string())
+        .collect();
+    let shown: Vec<String> = d.rows("active").into_iter().map(|r| r[0].clone()).collect();
+    assert_eq!(shown, days);
 
     // A phone: every page fits without sideways scrolling of the body.
     d.size(390, 844);
     for (page, q) in [
-        ("overview", RANGE.to_string()),
+        (
+            "overview",
+            "period=month&as_of=2026-11-01&tz=UTC".to_string(),
+        ),
         ("funnel", format!("{RANGE}&steps=signup,purchase&window=7d")),
         ("retention", rq.clone()),
         ("activation", aq.clone()),
-        ("trends", tq.clone()),
-        ("active", "from=2026-10-01&to=2026-10-20".to_string()),
+        ("trends", tq.to_string()),
+        ("active", "from=2026-10-01&to=2026-10-20&tz=UTC".to_string()),
     ] {
         d.open(&format!("{page}?{q}"));
         d.assert_no_overflow(page);
         d.screenshot(&format!("{page}-390"));
     }
     // Numbers still match on the phone layout.
-    d.open(&format!("overview?{RANGE}"));
-    check_overview(&d);
+    check_overview(&d, OVERVIEW, OCTOBER, SEPTEMBER);
     eprintln!("dashboard browser test: {:?}", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(60));
 }
@@ -589,7 +619,7 @@ fn dashboard_renders_untrusted_names_as_text() {
     d.size(1280, 800);
     d.log_in();
 
-    d.open(&format!("overview?{RANGE}"));
+    d.open(OVERVIEW);
     d.browser.wait_for(
         "return document.querySelector('#catalog-box[data-state=ready]') !== null",
         "the event list",
@@ -601,7 +631,6 @@ fn dashboard_renders_untrusted_names_as_text() {
         .collect();
     assert!(names.contains(&ALERT.to_string()), "{names:?}");
     assert!(names.contains(&FLAG.to_string()), "{names:?}");
-    assert!(d.text("#catalog").contains("<svg onload=window.__xss=3>"));
 
     d.open(&format!(
         "funnel?{RANGE}&window=1d&steps={}",
@@ -686,4 +715,331 @@ fn dashboard_is_served_with_a_csp_and_no_inline_script() {
     }
     let (status, _) = get_text(&client, &server.url, "/dashboard/nope.js", None);
     assert_eq!(status, 404);
+}
+
+/// KPIs over `analysis_dataset`: counts, a ratio, a funnel, a target met
+/// and one missed, a tripwire that trips, pairs, a KPI with no stage, and a
+/// name that is markup.
+const KPIS: &str = r#"
+[[kpi]]
+name = "Signups"
+stage = "acquisition"
+metric = "events"
+event = "signup"
+target = ">= 2"
+pair = ["Paying users", "<img src=x onerror=window.__xss=4>"]
+
+[[kpi]]
+name = "Purchases per signup"
+metric = "ratio"
+numerator = { metric = "events", event = "purchase" }
+denominator = { metric = "events", event = "signup" }
+
+[[kpi]]
+name = "Paying users"
+stage = "revenue"
+metric = "paying_users"
+tripwire = "< 2"
+pair = ["Signups"]
+
+[[kpi]]
+name = "<img src=x onerror=window.__xss=4>"
+stage = "engagement"
+metric = "users"
+event = "any"
+target = "> 0"
+
+[[kpi]]
+name = "Signup to purchase in a day"
+stage = "activation"
+metric = "funnel"
+steps = ["signup", "purchase"]
+window = "1d"
+target = ">= 0.5"
+"#;
+
+const STAGE_ORDER: [&str; 7] = [
+    "discovery",
+    "acquisition",
+    "activation",
+    "engagement",
+    "retention",
+    "revenue",
+    "referral",
+];
+
+/// The scorecard's text for a KPI's value (rates as %, ratios to 4 places).
+fn kpi_value(k: &Value, v: &Value) -> String {
+    match (k["metric"].as_str().unwrap(), v.as_f64()) {
+        (_, None) => "—".into(),
+        ("funnel" | "activation" | "retention", _) => pct(v),
+        ("ratio", Some(f)) => format!("{f:.4}"),
+        _ => num(v),
+    }
+}
+
+/// The scorecard's text for a KPI's change: ▲/▼ and the sign.
+fn kpi_change(k: &Value) -> String {
+    let Some(c) = k["change"].as_f64() else {
+        return "—".into();
+    };
+    let arrow = if c > 0.0 {
+        "▲ "
+    } else if c < 0.0 {
+        "▼ "
+    } else {
+        ""
+    };
+    let sign = if c > 0.0 { "+" } else { "" };
+    match k["metric"].as_str().unwrap() {
+        "funnel" | "activation" | "retention" => format!("{arrow}{sign}{:.1} pp", c * 100.0),
+        "ratio" => format!("{arrow}{sign}{c:.4}"),
+        _ => format!("{arrow}{sign}{}", num(&k["change"])),
+    }
+}
+
+/// The scorecard rows the page must show for `/v1/review`'s answer `r`:
+/// grouped by stage in lifecycle order (no stage last), file order within.
+/// `date` turns an instant of the answer into the local date shown.
+fn expected_scorecard(r: &Value, date: &dyn Fn(&str) -> String) -> Vec<Vec<String>> {
+    let kpis = r["kpis"].as_array().unwrap();
+    let by_name = |n: &str| kpis.iter().find(|k| k["name"] == n);
+    let mut order: Vec<&Value> = Vec::new();
+    for stage in STAGE_ORDER {
+        order.extend(kpis.iter().filter(|k| k["stage"] == stage));
+    }
+    order.extend(kpis.iter().filter(|k| k["stage"].is_null()));
+    order
+        .into_iter()
+        .map(|k| {
+            let target = match (k["target"].as_str(), &k["target_met"]) {
+                (None, _) => "—".to_string(),
+                (Some(t), Value::Bool(true)) => format!("{t} ✓ met"),
+                (Some(t), Value::Bool(false)) => format!("{t} ✗ missed"),
+                (Some(t), _) => format!("{t} (no value)"),
+            };
+            let trip = match k["tripwire"].as_str() {
+                None => "—".to_string(),
+                Some(t) if k["tripped"] == json!(true) => format!("{t} ⚠ TRIPPED"),
+                Some(t) => format!("{t} ok"),
+            };
+            let ratio = if k["numerator"].is_null() || k["denominator"].is_null() {
+                "—".to_string()
+            } else {
+                format!("{} / {}", num(&k["numerator"]), num(&k["denominator"]))
+            };
+            let pairs: Vec<String> = k["pair"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let p = by_name(p.as_str().unwrap()).unwrap();
+                    format!(
+                        "↔ {}: {} ({})",
+                        p["name"].as_str().unwrap(),
+                        kpi_value(p, &p["value"]),
+                        kpi_change(p)
+                    )
+                })
+                .collect();
+            // The name, then its pairs under it.
+            vec![
+                format!("{}{}", k["name"].as_str().unwrap(), pairs.concat()),
+                kpi_value(k, &k["value"]),
+                kpi_change(k),
+                kpi_value(k, &k["previous"]["value"]),
+                ratio,
+                target,
+                trip,
+                format!(
+                    "{} – {}",
+                    date(k["from"].as_str().unwrap()),
+                    date(k["to"].as_str().unwrap())
+                ),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn dashboard_overview_shows_the_kpi_scorecard_in_the_urls_zone() {
+    if !browser_available() {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let (d, dir) = Dash::start(&analysis_dataset());
+    d.size(1280, 800);
+    d.log_in();
+    let scorecard_rows = |d: &Dash| -> Vec<Vec<String>> {
+        serde_json::from_value(d.browser.js(
+            "return [...document.querySelectorAll('#scorecard tr.kpi-row')].map(r => [...r.cells].map(c => c.textContent))",
+        ))
+        .unwrap()
+    };
+
+    // No kpis.toml yet: the API's error, the way to write one, and the
+    // lifecycle report all the same.
+    let week = "period=week&as_of=2026-10-20";
+    d.open(&format!("overview?{week}&tz=UTC"));
+    let (status, body) = get_json(
+        &d.client,
+        &d.server.url,
+        &format!("/v1/review?{week}&tz=UTC"),
+    );
+    assert_eq!(status, 500, "{body}");
+    let box_text = d.text("#scorecard-error");
+    assert!(box_text.starts_with(&error_message(&body)), "{box_text}");
+    assert!(box_text.contains("tally review --init"), "{box_text}");
+    assert_eq!(
+        d.browser.js("return document.body.dataset.state"),
+        json!("ready")
+    );
+    assert!(!d.rows("lifecycle").is_empty());
+
+    // With the file: every KPI's figures as /v1/review gives them, in
+    // stage order, with its pairs; the lifecycle report covers the week
+    // the counts are reported for (12 to 19 October) against the week
+    // before.
+    std::fs::write(dir.path().join("kpis.toml"), KPIS).unwrap();
+    d.browser.goto("about:blank");
+    d.open(&format!("overview?{week}&tz=UTC"));
+    let r = d.api(&format!("/v1/review?{week}&tz=UTC"));
+    let utc_date = |s: &str| local_date(s, 0);
+    let want = expected_scorecard(&r, &utc_date);
+    assert_eq!(scorecard_rows(&d), want);
+    assert!(
+        want[0][0].starts_with("Signups↔ Paying users: 1 ("),
+        "acquisition first, with its pairs: {want:?}"
+    );
+    assert_eq!(
+        want.last().unwrap()[0],
+        "Purchases per signup",
+        "no stage last"
+    );
+    let first = d.browser.js(
+        "const r = document.querySelector('#scorecard tr.kpi-row'); \
+         return [r.querySelector('.kname-text').textContent, r.querySelectorAll('.pair').length]",
+    );
+    assert_eq!(first, json!(["Signups", 2]), "two pairs under the name");
+    assert!(want.iter().any(|r| r[6].ends_with("TRIPPED")), "{want:?}");
+    assert!(want.iter().any(|r| r[5].ends_with("missed")), "{want:?}");
+    assert!(want.iter().any(|r| r[2].starts_with('▲')), "{want:?}");
+    assert!(want.iter().any(|r| r[2].starts_with('▼')), "{want:?}");
+    assert_eq!(
+        d.text("#tripped"),
+        format!(
+            "Tripwire tripped: {}",
+            r["tripped"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    );
+    let signups = &r["kpis"][0];
+    assert_eq!(signups["from"], "2026-10-12T00:00:00Z");
+    check_overview(
+        &d,
+        &format!("overview?{week}&tz=UTC"),
+        ("2026-10-12", "2026-10-19"),
+        ("2026-10-05", "2026-10-12"),
+    );
+    // The markup name is text: nothing ran.
+    assert_eq!(
+        d.browser.js("return typeof window.__xss"),
+        json!("undefined")
+    );
+    assert_eq!(
+        d.browser
+            .js("return document.querySelectorAll('img').length"),
+        json!(0)
+    );
+    d.screenshot("overview-scorecard-1280");
+
+    // Another zone: every API call carries it, the figures are the
+    // review's in that zone, and periods show as its local dates (New
+    // York is 4 hours behind UTC in October).
+    let ny = "tz=America%2FNew_York";
+    d.browser.goto("about:blank"); // a fresh list of the page's requests
+    d.open(&format!("overview?{week}&{ny}"));
+    let r_ny = d.api(&format!("/v1/review?{week}&{ny}"));
+    assert_eq!(r_ny["kpis"][0]["from"], "2026-10-12T04:00:00Z");
+    let ny_date = |s: &str| local_date(s, -4);
+    assert_eq!(scorecard_rows(&d), expected_scorecard(&r_ny, &ny_date));
+    let calls: Vec<String> = serde_json::from_value(d.browser.js(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(u => u.includes('/v1/'))",
+    ))
+    .unwrap();
+    assert!(calls.len() >= 4, "{calls:?}");
+    for c in &calls {
+        assert!(c.contains(ny), "{c} lacks the zone");
+    }
+    assert_eq!(
+        d.browser.js("return document.getElementById('tz').value"),
+        json!("America/New_York")
+    );
+
+    // A URL without a zone gets the browser's, written into the URL.
+    d.open(&format!("overview?{week}"));
+    let browser_zone = d
+        .browser
+        .js("return Intl.DateTimeFormat().resolvedOptions().timeZone");
+    let hash = d.browser.js("return location.hash");
+    assert_eq!(
+        hash,
+        json!(format!(
+            "#overview?{week}&tz={}",
+            encode_query(browser_zone.as_str().unwrap())
+        ))
+    );
+    // The zone picker and the period picker rewrite the URL; moving to
+    // another page keeps the zone.
+    d.browser.wait_for(
+        "return document.getElementById('period') !== null",
+        "the period picker",
+    );
+    d.browser
+        .js("document.getElementById('tz').value = 'Asia/Tokyo'; \
+         document.getElementById('period').value = 'day'; \
+         document.getElementById('controls').requestSubmit()");
+    d.browser.wait_for(
+        "return location.hash === '#overview?period=day&as_of=2026-10-20&tz=Asia%2FTokyo' \
+         && document.body.dataset.state === 'ready'",
+        "the daily review in Tokyo",
+    );
+    let r_tokyo = d.api("/v1/review?period=day&as_of=2026-10-20&tz=Asia/Tokyo");
+    let tokyo_date = |s: &str| local_date(s, 9);
+    assert_eq!(
+        scorecard_rows(&d),
+        expected_scorecard(&r_tokyo, &tokyo_date)
+    );
+    d.browser
+        .js("document.querySelector('#nav a[href=\"#active\"]').click()");
+    d.browser.wait_for(
+        "return location.hash.startsWith('#active?') && document.body.dataset.state === 'ready'",
+        "the active users page",
+    );
+    assert_eq!(
+        d.browser.js("return location.hash"),
+        json!("#active?tz=Asia%2FTokyo")
+    );
+}
+
+/// The local date of instant `s` at a UTC offset of `hours`, which must be
+/// a local midnight there.
+fn local_date(s: &str, hours: i64) -> String {
+    let ms = tally_event::time::parse_rfc3339(s).unwrap() + hours * 3_600_000;
+    let t = tally_event::time::format_rfc3339(ms);
+    assert!(
+        t[10..].starts_with("T00:00:00"),
+        "{s} is not a local midnight at {hours} h"
+    );
+    t[..10].to_string()
+}
+
+/// Percent-encodes as `URLSearchParams` does for a zone name.
+fn encode_query(s: &str) -> String {
+    s.replace('/', "%2F").replace('+', "%2B")
 }

@@ -1,8 +1,10 @@
 // Tally's dashboard: plain JavaScript, no build step. Every figure shown
 // comes from the JSON endpoints (/v1/lifecycle, /v1/funnel, ...) the CLI
 // uses; this file only formats them (and subtracts two API numbers for a
-// change or a drop-off). Untrusted text (event names, property paths, API
-// errors) is only ever set with textContent, never as HTML.
+// change or a drop-off). Untrusted text (event names, KPI names, property
+// paths, API errors) is only ever set with textContent, never as HTML.
+// Calendar arithmetic on dates (the previous period, the latest whole
+// day/week/month) is done here; every number comes from the API.
 'use strict';
 
 (function () {
@@ -57,7 +59,37 @@
     const page = (i < 0 ? h : h.slice(0, i)) || 'overview';
     return { page: PAGES.includes(page) ? page : 'overview', q: new URLSearchParams(i < 0 ? '' : h.slice(i + 1)) };
   }
-  function go(page, q) { location.hash = page + (q.toString() ? '?' + q.toString() : ''); }
+  function go(page, q) {
+    // Loading from now on, not only once hashchange has run render().
+    const to = '#' + page + (q.toString() ? '?' + q.toString() : '');
+    if (location.hash !== to) document.body.dataset.state = 'loading';
+    location.hash = to;
+  }
+  // The zone of every query: the URL's `tz`, else the browser's own zone
+  // (UTC when the browser names none); render() writes it into the URL so
+  // a bookmarked view means the same days for whoever opens it.
+  function browserZone() {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'; } catch (_) { return 'UTC'; }
+  }
+  let zone = 'UTC';
+  function zones() {
+    let all = [];
+    try { all = Intl.supportedValuesOf('timeZone'); } catch (_) { /* old browser */ }
+    return ['UTC', ...all.filter((z) => z !== 'UTC')];
+  }
+  // Today's date in `tz`, YYYY-MM-DD.
+  function todayIn(tz) {
+    return new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date());
+  }
+  // An instant of the API (RFC 3339 UTC) as a local date in the query's
+  // zone, with the time when it is not a midnight.
+  function localTime(s) {
+    const d = new Date(s);
+    if (Number.isNaN(d.getTime())) return String(s);
+    const t = new Intl.DateTimeFormat('sv-SE', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit',
+      hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(d);
+    return t.endsWith(' 00:00') ? t.slice(0, 10) : t;
+  }
   function rangeOf(q) {
     const r = new URLSearchParams();
     if (q.get('from') || q.get('to')) {
@@ -70,25 +102,51 @@
   }
   const DAY = 86400000;
   const iso = (ms) => new Date(ms).toISOString().slice(0, 10);
-  // The period before the query's range, as dates (calendar arithmetic,
-  // not a figure): `last=Nd` is the N whole UTC days ending today.
+  const DATE = /^\d{4}-\d{2}-\d{2}$/;
+  // The range of equal length just before the query's, as local dates in
+  // the query's zone (calendar arithmetic, not a figure): `last=Nd` is the
+  // N whole days ending today there. Null when the range is not in dates.
   function previousRange(q) {
     let from, to;
-    if (q.get('from') && q.get('to')) {
+    if (q.get('from') || q.get('to')) {
+      if (!DATE.test(q.get('from') || '') || !DATE.test(q.get('to') || '')) return null;
       from = Date.parse(q.get('from')); to = Date.parse(q.get('to'));
     } else {
       const m = /^(\d+)([dw])$/.exec(q.get('last') || '30d');
       if (!m) return null;
       const n = Number(m[1]) * (m[2] === 'w' ? 7 : 1);
-      const today = Date.parse(new Date().toISOString().slice(0, 10));
-      to = today + DAY; from = to - n * DAY;
+      to = Date.parse(todayIn(zone)) + DAY; from = to - n * DAY;
     }
     if (!(to > from)) return null;
     return new URLSearchParams({ from: iso(from - (to - from)), to: iso(from) });
   }
+  // The latest whole day, ISO week or month that has ended by `asOf` (a
+  // local date; today when empty), and the one before it, as local dates:
+  // the period `tally review` reports counts for.
+  function reviewPeriods(period, asOf) {
+    const d = Date.parse(asOf || todayIn(zone));
+    let end, start, prevStart;
+    if (period === 'day') {
+      end = d; start = end - DAY; prevStart = start - DAY;
+    } else if (period === 'month') {
+      const e = new Date(d);
+      end = Date.UTC(e.getUTCFullYear(), e.getUTCMonth(), 1);
+      start = Date.UTC(e.getUTCFullYear(), e.getUTCMonth() - 1, 1);
+      prevStart = Date.UTC(e.getUTCFullYear(), e.getUTCMonth() - 2, 1);
+    } else {
+      end = d - ((new Date(d).getUTCDay() + 6) % 7) * DAY; // Monday
+      start = end - 7 * DAY; prevStart = start - 7 * DAY;
+    }
+    return {
+      cur: new URLSearchParams({ from: iso(start), to: iso(end) }),
+      prev: new URLSearchParams({ from: iso(prevStart), to: iso(start) }),
+    };
+  }
 
   // ---- the API ----
   async function api(path, params) {
+    params = new URLSearchParams(params);
+    params.set('tz', zone);
     const res = await fetch('/v1/' + path + '?' + params.toString(), {
       headers: { Authorization: 'Bearer ' + localStorage.getItem(KEY) },
       cache: 'no-store',
@@ -103,9 +161,11 @@
     }
     return body;
   }
-  let catalog = null; // event names, from /v1/events (all time)
+  // Event names for the pickers, most frequent first (all time): the
+  // names-only answer, which decodes no event.
+  let catalog = null;
   async function eventNames() {
-    if (!catalog) catalog = (await api('events', new URLSearchParams())).events.map((e) => e.event);
+    if (!catalog) catalog = (await api('events', new URLSearchParams({ names: 'only' }))).events.map((e) => e.event);
     return catalog;
   }
 
@@ -130,7 +190,10 @@
   function input(id, type, value, extra) { const i = el('input', Object.assign({ id, type }, extra || {})); i.value = value; return i; }
 
   const CONTROLS = {
-    overview: async () => [],
+    overview: async (q) => [
+      ctl('Period', select('period', ['day', 'week', 'month'], q.get('period') || 'week')),
+      ctl('As of (default now)', input('as_of', 'date', q.get('as_of') || '')),
+    ],
     funnel: async (q) => {
       const names = await eventNames();
       const steps = q.get('steps') ? q.get('steps').split(',') : names.slice(0, 2);
@@ -168,6 +231,7 @@
         ctl('Event', select('event', ['any', ...names], q.get('event') || 'any')),
         ctl('Measure', select('measure', ['events', 'users', 'revenue'], q.get('measure') || 'events')),
         ctl('Interval', select('interval', ['hour', 'day', 'week', 'month'], q.get('interval') || 'day')),
+        ctl('Compare', select('compare', [['previous', 'previous period'], ['none', 'none']], q.get('compare') || 'previous')),
       ];
     },
     active: async () => [],
@@ -175,7 +239,9 @@
   // The query the controls describe (written to the URL on Apply).
   function readControls(page) {
     const q = new URLSearchParams();
-    if ($('mode').value === 'range') {
+    if (page === 'overview') {
+      // Its range is the review period (period, as_of).
+    } else if ($('mode').value === 'range') {
       if ($('from').value) q.set('from', $('from').value);
       if ($('to').value) q.set('to', $('to').value);
     } else {
@@ -183,17 +249,31 @@
     }
     // Pickers not drawn yet keep the URL's values.
     const old = state().q;
-    for (const id of ['steps', 'window', 'start', 'return', 'period', 'periods', 'event', 'count', 'within', 'measure', 'interval']) {
+    for (const id of ['steps', 'window', 'start', 'return', 'period', 'periods', 'event', 'count', 'within', 'measure',
+      'interval', 'compare', 'as_of']) {
       const e = $(id);
       if (e && $('page-controls').contains(e)) {
-        q.set(id, id === 'steps' ? [...e.querySelectorAll('select')].map((s) => s.value).join(',') : e.value);
+        const v = id === 'steps' ? [...e.querySelectorAll('select')].map((s) => s.value).join(',') : e.value;
+        if (v) q.set(id, v);
       } else if (old.get(id)) {
         q.set(id, old.get(id));
       }
     }
+    q.set('tz', $('tz').value || zone);
     return q;
   }
-  function writeRange(q) {
+  function writeZone() {
+    const t = $('tz');
+    if (!t.options.length || ![...t.options].some((o) => o.value === zone)) {
+      const list = zones();
+      if (!list.includes(zone)) list.unshift(zone);
+      t.replaceChildren(...list.map((z) => el('option', { value: z, text: z })));
+    }
+    t.value = zone;
+  }
+  function writeRange(q, page) {
+    // The overview's range is its review period.
+    $('range').hidden = page === 'overview';
     const ranged = !!(q.get('from') || q.get('to'));
     $('mode').value = ranged ? 'range' : 'last';
     $('from').value = q.get('from') || '';
@@ -207,44 +287,64 @@
   // ---- pages: each fetches, then draws from the answer ----
   const PAGES_DRAW = {
     async overview(q, view) {
-      const prev = previousRange(q);
-      // The event list reads every event's properties: it is drawn when it
-      // comes, after the lifecycle report, so it never holds up the page.
-      const events = api('events', rangeOf(q));
+      const period = q.get('period') || 'week';
+      const asOf = q.get('as_of') || '';
+      const rq = new URLSearchParams({ period });
+      if (asOf) rq.set('as_of', asOf);
+      const { cur: curRange, prev: prevRange } = reviewPeriods(period, asOf);
+      // The event list is drawn when it comes, after the report.
+      const events = api('events', new URLSearchParams([...curRange, ['names', 'only']]));
       events.catch(() => {}); // reported where it is drawn
-      const [cur, old] = await Promise.all([
-        api('lifecycle', rangeOf(q)),
-        prev ? api('lifecycle', prev) : Promise.resolve(null),
+      const [review, cur, old] = await Promise.all([
+        // A missing or bad KPI file is shown in place of the scorecard;
+        // the lifecycle report does not depend on it.
+        api('review', rq).catch((e) => ({ failed: e })),
+        api('lifecycle', curRange),
+        api('lifecycle', prevRange),
       ]);
+      view.append(el('h2', { text: 'KPI scorecard' }));
+      if (review.failed) {
+        const box = el('div', { id: 'scorecard-error', class: 'error-box' }, el('p', { class: 'error', text: review.failed.message }));
+        if (review.failed.status === 500 && /no KPI file/.test(review.failed.message)) {
+          box.append(el('p', { class: 'hint', text: 'The scorecard reads kpis.toml in the collector\'s data directory. '
+            + 'Write a starter file with `tally review --init --data DIR` on the collector\'s machine, edit its event '
+            + 'names, then reload this page (the file is read on every request).' }));
+        }
+        view.append(box);
+      } else {
+        view.append(...scorecard(review));
+      }
       const row = (label, key, a, b) => el('tr', { 'data-metric': key },
         el('td', { text: label }),
         el('td', { class: 'cur', text: num(a) }),
-        el('td', { class: 'prev', text: old ? num(b) : '—' }),
-        (() => { const d = a === null || b === null || !old ? null : a - b;
+        el('td', { class: 'prev', text: num(b) }),
+        (() => { const d = a === null || b === null ? null : a - b;
           return el('td', { class: 'change ' + (d > 0 ? 'up' : d < 0 ? 'down' : ''), text: signed(d) }); })());
       const kpi = (label, key, v) => el('div', { class: 'kpi', 'data-kpi': key }, label, el('b', { text: num(v) }));
-      view.append(el('div', { class: 'kpis' },
-        kpi('Active users', 'active_users', cur.active_users), kpi('Revenue', 'revenue', cur.revenue),
-        kpi('Paying users', 'paying_users', cur.paying_users), kpi('AOV', 'aov', cur.aov), kpi('ARPU', 'arpu', cur.arpu)));
-      if (prev) view.append(el('p', { class: 'hint', id: 'previous', text: 'Previous period: ' + prev.get('from') + ' to ' + prev.get('to') + ' (exclusive)' }));
+      const span = (r) => r.get('from') + ' to ' + r.get('to');
+      view.append(el('h2', { text: 'Lifecycle (AARRR), last whole ' + period }),
+        el('p', { class: 'hint', id: 'lifecycle-periods', 'data-from': curRange.get('from'), 'data-to': curRange.get('to'),
+          text: 'This ' + period + ': ' + span(curRange) + '; previous: ' + span(prevRange) + ' (local dates in ' + zone + ', end exclusive)' }),
+        el('div', { class: 'kpis' },
+          kpi('Active users', 'active_users', cur.active_users), kpi('Revenue', 'revenue', cur.revenue),
+          kpi('Paying users', 'paying_users', cur.paying_users), kpi('AOV', 'aov', cur.aov), kpi('ARPU', 'arpu', cur.arpu)));
       const rows = [];
       cur.stages.forEach((s, i) => {
-        const o = old ? old.stages[i] : {};
+        const o = old.stages[i];
         rows.push(row(s.stage + ' users', s.stage + '.users', s.users, o.users));
         rows.push(row(s.stage + ' events', s.stage + '.events', s.events, o.events));
       });
       for (const [label, key] of [['Active users', 'active_users'], ['Revenue', 'revenue'], ['Paying users', 'paying_users'],
-        ['Orders', 'orders'], ['AOV', 'aov'], ['ARPU', 'arpu']]) rows.push(row(label, key, cur[key], old ? old[key] : null));
-      view.append(el('h2', { text: 'Lifecycle (AARRR)' }), table(['', 'This period', 'Previous', 'Change'], rows, { id: 'lifecycle' }));
+        ['Orders', 'orders'], ['AOV', 'aov'], ['ARPU', 'arpu']]) rows.push(row(label, key, cur[key], old[key]));
+      view.append(table(['', 'This ' + period, 'Previous', 'Change'], rows, { id: 'lifecycle' }));
       const box = el('div', { id: 'catalog-box', class: 'spinner', text: 'Loading the events…' });
-      view.append(el('h2', { text: 'Events in this period' }), box);
+      view.append(el('h2', { text: 'Events this ' + period }), box);
       const my = generation;
       events.then((ev) => {
         if (my !== generation) return;
         box.className = '';
-        box.replaceChildren(table(['Event', 'Count', 'Users', 'Properties'],
-          ev.events.map((e) => el('tr', {}, el('td', { class: 'name', text: e.event }), el('td', { text: num(e.count) }),
-            el('td', { text: num(e.users) }), el('td', { class: 'name', text: e.properties.join(', ') }))), { id: 'catalog' }));
+        box.replaceChildren(table(['Event', 'Count'],
+          ev.events.map((e) => el('tr', {}, el('td', { class: 'name', text: e.event }), el('td', { text: num(e.count) }))), { id: 'catalog' }));
         box.dataset.state = 'ready';
       }, (e) => {
         if (my !== generation) return;
@@ -317,10 +417,30 @@
       p.set('event', q.get('event') || 'any');
       p.set('measure', q.get('measure') || 'events');
       p.set('interval', q.get('interval') || 'day');
-      const t = await api('trend', p);
-      view.append(el('div', { class: 'kpis' }, el('div', { class: 'kpi', 'data-kpi': 'total' }, 'Total ' + t.measure, el('b', { text: num(t.total) }))));
-      chart(view, t.series.map((s) => Date.parse(s.bucket) / 1000), [{ label: t.measure, values: t.series.map((s) => s.value) }]);
-      view.append(table(['Bucket', t.measure], t.series.map((s) => el('tr', {}, el('td', { text: s.bucket }), el('td', { text: num(s.value) }))), { id: 'trend' }));
+      // The same query over the range of equal length just before.
+      const prevRange = (q.get('compare') || 'previous') === 'previous' ? previousRange(q) : null;
+      const pp = prevRange && new URLSearchParams([...prevRange, ...[...p].filter(([k]) => !['from', 'to', 'last'].includes(k))]);
+      const [t, old] = await Promise.all([api('trend', p), pp ? api('trend', pp) : Promise.resolve(null)]);
+      const kpis = el('div', { class: 'kpis' }, el('div', { class: 'kpi', 'data-kpi': 'total' }, 'Total ' + t.measure, el('b', { text: num(t.total) })));
+      if (old) kpis.append(el('div', { class: 'kpi', 'data-kpi': 'previous_total' }, 'Previous period', el('b', { text: num(old.total) })));
+      view.append(kpis);
+      if (old) {
+        view.append(el('p', { class: 'hint', id: 'trend-previous', 'data-from': pp.get('from'), 'data-to': pp.get('to'),
+          text: 'Previous period: ' + pp.get('from') + ' to ' + pp.get('to') + ' (end exclusive), drawn bucket by bucket under this one' }));
+      }
+      // The previous series is drawn against this one's buckets, the i-th
+      // bucket of each together.
+      const n = Math.max(t.series.length, old ? old.series.length : 0);
+      const series = [{ label: t.measure, values: t.series.map((s) => s.value) }];
+      if (old) series.push({ label: 'previous period', values: Array.from({ length: t.series.length }, (_, i) => (old.series[i] ? old.series[i].value : null)), dash: [6, 4] });
+      chart(view, t.series.map((s) => Date.parse(s.bucket) / 1000), series);
+      const rows = Array.from({ length: n }, (_, i) => {
+        const c = t.series[i], o = old && old.series[i];
+        const cells = [el('td', { text: c ? c.bucket : '' }), el('td', { class: 'value', text: c ? num(c.value) : '' })];
+        if (old) cells.push(el('td', { class: 'prev-bucket', text: o ? o.bucket : '' }), el('td', { class: 'prev-value', text: o ? num(o.value) : '' }));
+        return el('tr', {}, ...cells);
+      });
+      view.append(table(old ? ['Bucket', t.measure, 'Previous bucket', 'Previous ' + t.measure] : ['Bucket', t.measure], rows, { id: 'trend' }));
     },
     async active(q, view) {
       const a = await api('active', rangeOf(q));
@@ -332,6 +452,73 @@
         el('td', { class: 'mau', text: num(d.mau) }), el('td', { class: 'stickiness', text: pct(d.stickiness) }))), { id: 'active' }));
     },
   };
+  // ---- the KPI scorecard (SPEC §6), from /v1/review's JSON ----
+  const STAGES = ['discovery', 'acquisition', 'activation', 'engagement', 'retention', 'revenue', 'referral'];
+  const RATES = ['funnel', 'activation', 'retention'];
+  // Rates as percentages (changes in percentage points), ratios to four
+  // places, everything else as the other pages show numbers.
+  function kpiValue(k, v) {
+    if (v === null || v === undefined) return '—';
+    if (RATES.includes(k.metric)) return pct(v);
+    if (k.metric === 'ratio') return v.toFixed(4);
+    return num(v);
+  }
+  function kpiChange(k) {
+    const c = k.change;
+    if (c === null || c === undefined) return '—';
+    const arrow = c > 0 ? '▲ ' : c < 0 ? '▼ ' : '';
+    const sign = c > 0 ? '+' : '';
+    if (RATES.includes(k.metric)) return arrow + sign + (c * 100).toFixed(1) + ' pp';
+    if (k.metric === 'ratio') return arrow + sign + c.toFixed(4);
+    return arrow + signed(c);
+  }
+  function scorecard(r) {
+    const byName = new Map(r.kpis.map((k) => [k.name, k]));
+    const out = [];
+    out.push(el('p', { class: 'hint', id: 'review-as-of', text: 'Each KPI is reported for the latest ' + r.period
+      + ' that has ended and matured by ' + localTime(r.as_of) + ' (' + zone + '), against the ' + r.period + ' before; dates are local, ends exclusive.' }));
+    out.push(r.tripped.length
+      ? el('p', { class: 'tripped-banner', id: 'tripped', text: 'Tripwire tripped: ' + r.tripped.join(', ') })
+      : el('p', { class: 'ok-banner', id: 'tripped', text: 'No tripwire tripped.' }));
+    if (!r.kpis.length) {
+      out.push(el('p', { class: 'hint', text: 'kpis.toml defines no KPI.' }));
+      return out;
+    }
+    const rows = [];
+    const groups = [...STAGES.map((s) => [s, r.kpis.filter((k) => k.stage === s)]),
+      [null, r.kpis.filter((k) => !STAGES.includes(k.stage))]];
+    for (const [stage, kpis] of groups) {
+      if (!kpis.length) continue;
+      rows.push(el('tr', { class: 'stage-row' }, el('th', { colspan: '8', text: stage || 'no stage' })));
+      for (const k of kpis) {
+        const target = k.target === null ? '—'
+          : k.target + (k.target_met === true ? ' ✓ met' : k.target_met === false ? ' ✗ missed' : ' (no value)');
+        const trip = k.tripwire === null ? '—' : k.tripwire + (k.tripped ? ' ⚠ TRIPPED' : ' ok');
+        // Its pairs beside it, under its name: each pair's value and change.
+        const name = el('td', { class: 'kname' }, el('span', { class: 'kname-text', text: k.name }));
+        for (const pn of k.pair) {
+          const p = byName.get(pn);
+          name.append(el('span', { class: 'pair', text: '↔ ' + pn + ': ' + (p ? kpiValue(p, p.value) + ' (' + kpiChange(p) + ')' : 'not in the file') }));
+        }
+        const cls = ['kpi-row', k.tripped ? 'tripped' : '', k.target_met === true ? 'met' : k.target_met === false ? 'missed' : ''];
+        const row = el('tr', { class: cls.join(' ').trim(), 'data-stage': k.stage || '' },
+          name,
+          el('td', { class: 'value', text: kpiValue(k, k.value) }),
+          el('td', { class: 'change ' + (k.change > 0 ? 'up' : k.change < 0 ? 'down' : ''), text: kpiChange(k) }),
+          el('td', { class: 'previous', text: kpiValue(k, k.previous.value) }),
+          el('td', { class: 'ratio', text: k.numerator === null || k.denominator === null ? '—' : num(k.numerator) + ' / ' + num(k.denominator) }),
+          el('td', { class: 'target' + (k.target_met === false ? ' down' : k.target_met === true ? ' up' : ''), text: target }),
+          el('td', { class: 'tripwire' + (k.tripped ? ' down' : ''), text: trip }),
+          el('td', { class: 'period', 'data-from': k.from, 'data-to': k.to, text: localTime(k.from) + ' – ' + localTime(k.to),
+            title: 'previous: ' + localTime(k.previous.from) + ' – ' + localTime(k.previous.to) }));
+        row.dataset.kpiName = k.name; // an attribute value, never markup
+        rows.push(row);
+      }
+    }
+    out.push(table(['KPI (↔ paired with)', 'Value', 'Change', 'Previous', 'Of', 'Target', 'Tripwire', 'Period'], rows, { id: 'scorecard' }));
+    return out;
+  }
+
   const COLORS = ['#366edc', '#17803d', '#b4541a', '#7a3bc4'];
   function chart(view, xs, series) {
     const box = el('div', { class: 'chart' });
@@ -340,18 +527,26 @@
     // `view` is not in the document yet: size to the page's view.
     const width = Math.max(240, Math.min($('view').clientWidth || 800, 1100) - 4);
     new uPlot({
+      // Bucket labels are local dates; they are drawn as UTC midnights.
       width, height: 220, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
-      series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2 }))],
+      series: [{}, ...series.map((s, i) => Object.assign({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2 }, s.dash ? { dash: s.dash } : {}))],
     }, [xs, ...series.map((s) => s.values)], box);
   }
 
   async function render() {
     const my = ++generation;
     const { page, q } = state();
+    if (!q.get('tz')) {
+      // Every view's URL names its zone (no hashchange: this render goes on).
+      q.set('tz', browserZone());
+      history.replaceState(null, '', '#' + page + '?' + q.toString());
+    }
+    zone = q.get('tz');
+    writeZone();
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('current', a.getAttribute('href') === '#' + page);
     const view = $('view');
     view.replaceChildren();
-    writeRange(q);
+    writeRange(q, page);
     setStatus('Loading…', 'spinner');
     document.body.dataset.state = 'loading';
     // The pickers need the event names (/v1/events, which reads every
@@ -410,7 +605,7 @@
       a.addEventListener('click', (ev) => {
         ev.preventDefault();
         const q = state().q, keep = new URLSearchParams();
-        for (const k of ['from', 'to', 'last']) if (q.get(k)) keep.set(k, q.get(k));
+        for (const k of ['from', 'to', 'last', 'tz']) if (q.get(k)) keep.set(k, q.get(k));
         go(a.getAttribute('href').slice(1), keep);
       });
     }

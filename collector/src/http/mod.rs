@@ -51,6 +51,9 @@ pub struct AppState {
     metrics: Metrics,
     body_limits: BodyLimits,
     rate_limit: rate::RateLimit,
+    /// Name ids to names for `GET /v1/events?names=only`, kept while the
+    /// collector runs.
+    names: crate::catalog::NameBook,
 }
 
 /// A started collector.
@@ -157,6 +160,7 @@ pub fn start_with_store(config: Config, store: Arc<dyn EventStore>) -> Result<Ru
         metrics: app_metrics,
         body_limits,
         rate_limit: rate::RateLimit::new(config.ingest_rate_per_ip),
+        names: crate::catalog::NameBook::default(),
     });
     // Set when SIGTERM / SIGINT arrives, before the server stops.
     let stopping = Arc::new(AtomicBool::new(false));

@@ -36,14 +36,15 @@ pub async fn analysis(
         )));
     }
     pairs.retain(|(k, _)| k != "format");
-    let store = state.store.clone();
-    let answer = web::block(move || crate::analysis::run_json(&name, pairs, &*store))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| match e {
-            tally_query::QueryError::BadParam { .. } => ApiError::BadRequest(e.to_string()),
-            tally_query::QueryError::Source(m) => ApiError::Internal(m),
-        })?;
+    let state2 = state.clone();
+    let answer =
+        web::block(move || crate::analysis::run_json(&name, pairs, &*state2.store, &state2.names))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| match e {
+                tally_query::QueryError::BadParam { .. } => ApiError::BadRequest(e.to_string()),
+                tally_query::QueryError::Source(m) => ApiError::Internal(m),
+            })?;
     let mut resp = HttpResponse::Ok();
     resp.content_type("application/json");
     if !answer.warnings.is_empty() {
