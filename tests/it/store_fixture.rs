@@ -4,7 +4,7 @@
 //! read back to exactly the events they were written from; a version 2
 //! store answers filters and identity links before and after its first
 //! writer upgrades it in place; a format 1 store (tests/fixtures/store-v1)
-//! is refused with a clear message. If this fails after a change to
+//! is upgraded in place too, its old files kept beside it. If this fails after a change to
 //! `collector/src/store/codec.rs`, the change broke existing stores: bump
 //! FORMAT_VERSION and add a migration instead.
 //!
@@ -227,17 +227,39 @@ fn version_2_store_is_upgraded_in_place_by_its_first_writer() {
 }
 
 #[test]
-fn version_1_store_is_refused_with_advice() {
+fn version_1_store_is_upgraded_in_place_and_its_files_kept() {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&fixture_dir().join("store-v1"), tmp.path());
-    let err = DiskStore::open(tmp.path(), &StoreOptions::default())
-        .err()
-        .expect("format 1 is refused");
-    let msg = err.to_string();
-    assert!(
-        msg.contains("format version 1") && msg.contains("tally export"),
-        "{msg}"
-    );
+    let dir = tmp.path().join("store");
+    copy_dir(&fixture_dir().join("store-v1"), &dir);
+    // A reader writes nothing: it says how to upgrade.
+    let err = DiskStore::open(
+        &dir,
+        &StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .err()
+    .expect("a reader does not upgrade");
+    assert!(err.to_string().contains("upgrade it in place"), "{err}");
+    // A writer upgrades it: every event, once; the old files beside it.
+    let store = DiskStore::open(&dir, &StoreOptions::default()).unwrap();
+    let mut read = Vec::new();
+    store
+        .scan_events(i64::MIN, i64::MAX, &mut |e| {
+            read.push(e);
+            Ok(())
+        })
+        .unwrap();
+    let mut expected = fixture_events();
+    expected.sort_by_key(|e| e.id);
+    read.sort_by_key(|e| e.id);
+    assert_eq!(read, expected);
+    assert!(tmp.path().join("store.format1").join("conf").exists());
+    assert_filters_and_links(&store);
+    // Ids stay taken: a retry of an upgraded event is a duplicate.
+    let again = store.append(vec![expected[0].clone()]).unwrap();
+    assert_eq!(again, vec![tally_collector::store::Outcome::Duplicate]);
 }
 
 #[test]

@@ -576,6 +576,60 @@ pub fn decode_deletions(bytes: &[u8]) -> Result<(Vec<Deletion>, usize), Error> {
     Ok((out, at))
 }
 
+/// Format 1 (events in sled values), read only to upgrade such a store:
+/// its key prefix of raw blocks and their encoding.
+pub mod format1 {
+    use bincode::Decode;
+    use tally_event::{Event, Stage};
+    use uuid::Uuid;
+
+    use super::decode_config;
+    use crate::error::Error;
+
+    /// Key prefix of raw blocks (`r` + sequence number): every event once.
+    pub const RAW: u8 = b'r';
+    /// Key of the format marker.
+    pub const FORMAT_KEY: &[u8] = b"mformat";
+
+    #[derive(Decode)]
+    struct RawEvent {
+        id: [u8; 16],
+        event: String,
+        user_id: Option<String>,
+        anonymous_id: Option<String>,
+        timestamp: i64,
+        stage: u8,
+        revenue: Option<f64>,
+        properties: Option<String>,
+    }
+
+    /// A raw block: `[1][1 = zstd][zstd(bincode(events))]`.
+    pub fn decode_raw_block(bytes: &[u8]) -> Result<Vec<Event>, Error> {
+        if bytes.first() != Some(&1) || bytes.get(1) != Some(&1) {
+            return Err(Error::corrupt(
+                "format 1 raw block: unknown version or codec",
+            ));
+        }
+        let plain = zstd::stream::decode_all(&bytes[2..])
+            .map_err(|e| Error::corrupt(format!("format 1 raw block: {e}")))?;
+        let (raw, _): (Vec<RawEvent>, usize) = bincode::decode_from_slice(&plain, decode_config())
+            .map_err(|e| Error::corrupt(format!("format 1 raw block: {e}")))?;
+        Ok(raw
+            .into_iter()
+            .map(|r| Event {
+                id: Uuid::from_bytes(r.id),
+                event: r.event,
+                user_id: r.user_id,
+                anonymous_id: r.anonymous_id,
+                timestamp: r.timestamp,
+                stage: Stage::from_code(r.stage),
+                revenue: r.revenue,
+                properties: r.properties,
+            })
+            .collect())
+    }
+}
+
 /// Events as an events sub-block stores them: column by column (names
 /// together, person keys together, ...), which zstd compresses far better
 /// than event after event. Timestamps are deltas from the previous event.

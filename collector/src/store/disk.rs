@@ -51,6 +51,7 @@ use super::{EventStore, Outcome};
 use crate::error::Error;
 
 mod compact;
+mod format1;
 pub use compact::Compacted;
 
 /// Decoded id sections kept by the writer for deduplication.
@@ -385,12 +386,20 @@ impl DiskStore {
     /// files are checked against the index (see [`recovery`]), and a
     /// writer repairs what a crash left on its first append.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Self, Error> {
-        if dir.join("conf").exists() || dir.join("db").exists() {
-            // Format 1 kept a sled database right here.
-            return Err(Error::UnsupportedFormat {
-                found: 1,
-                supported: codec::FORMAT_VERSION,
-            });
+        if !options.read_only {
+            format1::finish(dir)?;
+        }
+        if format1::is_format1(dir) {
+            // Format 1 kept a sled database right here: a writer upgrades
+            // it; a reader (which writes nothing) says how.
+            if options.read_only || options.skip_damaged {
+                return Err(Error::Config(format!(
+                    "{} holds a format 1 store (before 2026-12-01); start `tally serve` (or run \
+                     `tally import` or `tally compact`) once on it to upgrade it in place",
+                    dir.display()
+                )));
+            }
+            format1::upgrade(dir, options)?;
         }
         let reader = if options.read_only {
             Some(ReaderIndex::open(dir)?)
@@ -3477,11 +3486,14 @@ mod tests {
     }
 
     #[test]
-    fn a_format_1_store_is_refused_with_advice() {
+    fn a_reader_of_a_format_1_store_says_how_to_upgrade_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("conf"), b"sled").unwrap();
-        let err = DiskStore::open(dir.path(), &options()).err().unwrap();
-        assert!(matches!(err, Error::UnsupportedFormat { found: 1, .. }));
-        assert!(err.to_string().contains("tally export"), "{err}");
+        let reading = StoreOptions {
+            read_only: true,
+            ..options()
+        };
+        let err = DiskStore::open(dir.path(), &reading).err().unwrap();
+        assert!(err.to_string().contains("upgrade it in place"), "{err}");
     }
 }
