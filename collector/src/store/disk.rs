@@ -1260,14 +1260,11 @@ impl DiskStore {
                 })
                 .collect::<Result<Vec<u32>, Error>>()?;
             let built = props::build(&refs, &names);
-            let mut touched: Vec<&str> = events
-                .iter()
-                .filter(|e| e.user_id.is_some())
-                .filter_map(|e| e.anonymous_id.as_deref())
-                .collect();
             let introduced = c.persons()?;
-            touched.extend(introduced.iter().map(String::as_str));
-            let links = link_records(&shared.links, &[], &touched, |k| persons.get(k).copied());
+            let introduced: Vec<&str> = introduced.iter().map(String::as_str).collect();
+            let links = link_records(&shared.links, &[], &refs, &introduced, |k| {
+                persons.get(k).copied()
+            });
             props::write(&self.chunk_dir(), c.number, &built, &links)?;
             self.props_files.lock().remove(&c.number);
         }
@@ -1596,17 +1593,18 @@ impl DiskStore {
                     next_person: published_persons,
                 },
             )?;
-            let mut touched: Vec<&str> = events[start..end]
-                .iter()
-                .filter(|e| e.user_id.is_some())
-                .filter_map(|e| e.anonymous_id.as_deref())
-                .collect();
-            if last {
-                touched.extend(new_persons.iter().map(|(k, _)| k.as_str()));
-            }
-            let links = link_records(&shared.links, &fresh.offers, &touched, |k| {
-                w.persons.get(k).copied()
-            });
+            let introduced: Vec<&str> = if last {
+                new_persons.iter().map(|(k, _)| k.as_str()).collect()
+            } else {
+                Vec::new()
+            };
+            let links = link_records(
+                &shared.links,
+                &fresh.offers,
+                &events[start..end],
+                &introduced,
+                |k| w.persons.get(k).copied(),
+            );
             props_links.push(links);
             headers.push((first + i as u32, header));
             sorted_ids.push(ids);
@@ -1981,20 +1979,32 @@ impl Shared {
     }
 }
 
-/// The best links, as of a seal, of the anonymous ids a chunk touched
-/// (`touched`: keys): what was known (`base`) merged with the sealing
-/// commit's offers. `person` finds a key's id (the writer's dictionary,
-/// the commit's new persons included).
+/// The links a chunk's property file records (loading merges every
+/// file's): for each anonymous id a linking event of the chunk names, its
+/// link if the chunk holds the winning one (so each link is written about
+/// once, not by every chunk that repeats it); and for each person key the
+/// chunk introduced that had a link waiting under its key, that link, now
+/// by id. `base` is what was known, `pending` offers not in it yet (the
+/// sealing commit's); `person` finds a key's id.
 fn link_records(
     base: &Links,
-    offers: &[(LinkAnon, Link)],
-    touched: &[&str],
+    pending: &[(LinkAnon, Link)],
+    events: &[&Event],
+    introduced: &[&str],
     person: impl Fn(&str) -> Option<u32>,
 ) -> Vec<LinkRecord> {
     let resolve =
         |key: &str| person(key).map_or_else(|| LinkAnon::Key(key.to_string()), LinkAnon::Person);
+    let mut own = Links::default();
+    let mut keys: Vec<&str> = Vec::new();
+    for e in events {
+        if let Some((anon, link)) = offer(e, &person) {
+            keys.extend(e.anonymous_id.as_deref());
+            own.offer(anon, link);
+        }
+    }
     let mut merged = Links::default();
-    for (anon, link) in offers {
+    for (anon, link) in pending {
         let anon = match anon {
             LinkAnon::Key(k) => resolve(k),
             p => p.clone(),
@@ -2003,12 +2013,13 @@ fn link_records(
     }
     let mut out = Vec::new();
     let mut done = HashSet::new();
-    for &key in touched {
+    for &key in keys.iter().chain(introduced) {
         if !done.insert(key) {
             continue;
         }
         let anon = resolve(key);
-        for known in [base.best(&anon), base.best(&LinkAnon::Key(key.to_string()))]
+        let waiting = base.best(&LinkAnon::Key(key.to_string()));
+        for known in [base.best(&anon), waiting.clone(), own.best(&anon)]
             .into_iter()
             .flatten()
         {
@@ -2017,7 +2028,14 @@ fn link_records(
                 ..known
             });
         }
-        out.extend(merged.best(&anon));
+        let Some(best) = merged.best(&anon) else {
+            continue;
+        };
+        let ours = own.best(&anon).is_some_and(|o| o == best);
+        let resolved_here = waiting.is_some() && introduced.contains(&key);
+        if ours || resolved_here {
+            out.push(best);
+        }
     }
     out
 }
