@@ -1577,6 +1577,15 @@ fn dashboard_filters_and_breakdowns_show_the_apis_numbers() {
     );
     assert_eq!(d.text("#status"), msg);
 
+    // A phone: the filter rows and a grouped funnel fit without sideways
+    // scrolling of the body.
+    d.size(390, 844);
+    d.open(&format!("funnel?{q}"));
+    assert_eq!(d.rows("funnel-by"), funnel_by_rows(&f));
+    d.assert_no_overflow("the grouped funnel with filters");
+    d.screenshot("funnel-by-390");
+    d.size(1280, 800);
+
     // The path inputs offer the paths /v1/events reports for the page's
     // events over the last 7 days of its range.
     d.open("funnel?from=2026-10-01&to=2026-10-15&tz=UTC&steps=signup,purchase&window=7d");
