@@ -606,6 +606,7 @@ fn dashboard_renders_untrusted_names_as_text() {
             "properties": {
                 "note": "</script><script>window.__xss=2</script>",
                 "<svg onload=window.__xss=3>": "x",
+                "plan": if n == 1 { ALERT } else { FLAG },
             },
         })
     };
@@ -652,6 +653,51 @@ fn dashboard_renders_untrusted_names_as_text() {
         "{options}"
     );
     d.screenshot("xss-funnel");
+
+    // Group values are text too: breakdowns by a property holding markup,
+    // and a filter whose value is markup.
+    d.open(&format!(
+        "funnel?{RANGE}&window=1d&steps={}&by=plan",
+        encode(&format!("{ALERT},{FLAG}"))
+    ));
+    let groups: Vec<String> = d
+        .rows("funnel-by")
+        .into_iter()
+        .map(|r| r[1].clone())
+        .collect();
+    assert!(groups.contains(&ALERT.to_string()), "{groups:?}");
+    assert!(groups.contains(&FLAG.to_string()), "{groups:?}");
+    d.open(&format!("trends?{RANGE}&event=any&interval=week&by=plan"));
+    let head = d
+        .browser
+        .js("return [...document.querySelectorAll('#trend-groups th')].map(h => h.textContent)");
+    // Largest total first: FLAG on three events, ALERT on one.
+    assert_eq!(head, json!(["Bucket", FLAG, ALERT]));
+    let legend = d.browser.js(
+        "return [...document.querySelectorAll('.chart .u-legend .u-series .u-label')].map(l => l.textContent)",
+    );
+    assert!(
+        legend.as_array().unwrap().contains(&json!(FLAG)),
+        "{legend}"
+    );
+    d.open(&format!(
+        "retention?{RANGE}&start={}&by=plan&where={}",
+        encode(ALERT),
+        encode(&format!("plan != {FLAG}"))
+    ));
+    assert_eq!(
+        d.browser.js("return document.body.dataset.state"),
+        json!("ready")
+    );
+    let heads = d
+        .browser
+        .js("return [...document.querySelectorAll('section.group h3')].map(h => h.textContent)");
+    assert_eq!(heads, json!([format!("plan: {ALERT}")]));
+    let value = d
+        .browser
+        .js("return document.querySelector('#where-rows .w-value').value");
+    assert_eq!(value, json!(FLAG));
+    d.screenshot("xss-retention-by");
 
     // Nothing ran: no flag, no element made from a name.
     assert_eq!(
@@ -1042,4 +1088,526 @@ fn local_date(s: &str, hours: i64) -> String {
 /// Percent-encodes as `URLSearchParams` does for a zone name.
 fn encode_query(s: &str) -> String {
     s.replace('/', "%2F").replace('+', "%2B")
+}
+
+/// The dashboard's `groupLabel`: a group's JSON value as text.
+fn group_label(v: &Value) -> String {
+    match v {
+        Value::Null => "(no value)".into(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+/// `analysis_dataset` with a `plan` per person (strings, a number, a
+/// boolean, and none) and a nested `utm.source` on every other event.
+fn segmented_dataset() -> Vec<Value> {
+    let mut events = analysis_dataset();
+    for (i, e) in events.iter_mut().enumerate() {
+        let person = e["user_id"]
+            .as_str()
+            .or(e["anonymous_id"].as_str())
+            .unwrap()
+            .to_string();
+        let plan = match person.as_str() {
+            "u1" | "u3" => json!("pro"),
+            "u2" | "u5" => json!("free"),
+            "u6" => json!(2),
+            "anon-4" => json!(true),
+            _ => Value::Null,
+        };
+        let mut props = json!({ "plan": plan });
+        if i % 2 == 0 {
+            props["utm"] = json!({ "source": if i % 4 == 0 { "ads" } else { "mail" } });
+        }
+        e["properties"] = props;
+    }
+    events
+}
+
+/// A funnel's rows as the page draws them (`#funnel`).
+fn funnel_rows(f: &Value) -> Vec<Vec<String>> {
+    let steps = f["steps"].as_array().unwrap();
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut row = vec![s["event"].as_str().unwrap().to_string()];
+            row.extend(funnel_cells(steps, i));
+            row
+        })
+        .collect()
+}
+
+/// A step's cells after its name: bar (no text), users, conversions,
+/// drop-off, median.
+fn funnel_cells(steps: &[Value], i: usize) -> Vec<String> {
+    let s = &steps[i];
+    let drop = if i == 0 {
+        "—".to_string()
+    } else {
+        num(&json!(
+            steps[i - 1]["users"].as_i64().unwrap() - s["users"].as_i64().unwrap()
+        ))
+    };
+    vec![
+        String::new(),
+        num(&s["users"]),
+        pct(&s["conversion_from_previous"]),
+        pct(&s["conversion_from_first"]),
+        drop,
+        dur(&s["median_seconds_from_previous"]),
+    ]
+}
+
+/// A grouped funnel's rows (`#funnel-by`): per step, one row per group.
+fn funnel_by_rows(f: &Value) -> Vec<Vec<String>> {
+    let groups = f["groups"].as_array().unwrap();
+    let n = groups[0]["result"]["steps"].as_array().unwrap().len();
+    let mut rows = Vec::new();
+    for i in 0..n {
+        for (j, g) in groups.iter().enumerate() {
+            let steps = g["result"]["steps"].as_array().unwrap();
+            let name = if j == 0 {
+                steps[i]["event"].as_str().unwrap().to_string()
+            } else {
+                String::new()
+            };
+            let mut row = vec![name, group_label(&g["value"])];
+            row.extend(funnel_cells(steps, i));
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// A retention table's rows (cohorts, then the complete totals).
+fn retention_rows(r: &Value) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = r["cohorts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let mut row = vec![c["cohort"].as_str().unwrap().to_string(), num(&c["size"])];
+            row.extend(c["retained"].as_array().unwrap().iter().map(num));
+            row
+        })
+        .collect();
+    let t = &r["total"];
+    let mut total = vec!["All (complete periods)".to_string(), num(&t["size"])];
+    for (v, of) in t["complete_retained"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(t["complete_size"].as_array().unwrap())
+    {
+        total.push(format!("{} / {}", num(v), num(of)));
+    }
+    rows.push(total);
+    rows
+}
+
+/// An activation table's rows (`by_week`).
+fn activation_rows(a: &Value) -> Vec<Vec<String>> {
+    a["by_week"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let status = if w["mature"] == json!(true) {
+                "complete"
+            } else {
+                "still running"
+            };
+            vec![
+                w["cohort"].as_str().unwrap().to_string(),
+                num(&w["cohort_size"]),
+                num(&w["activated"]),
+                pct(&w["rate"]),
+                String::new(),
+                status.to_string(),
+            ]
+        })
+        .collect()
+}
+
+impl Dash {
+    /// Text of every cell of every body row of the tables `selector` picks.
+    fn rows_of(&self, selector: &str) -> Vec<Vec<String>> {
+        let v = self.browser.js(&format!(
+            "return [...document.querySelectorAll({})].map(r => [...r.cells].map(c => c.textContent))",
+            json!(format!("{selector} tbody tr"))
+        ));
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// The page's query (the URL's hash after `?`).
+    fn hash(&self) -> String {
+        self.browser
+            .js("return location.hash")
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Each group's block (`section.group`) against the API's groups:
+    /// its heading, then `check(result, index)`. The `N more groups` line
+    /// when the limit cut some.
+    fn check_groups(&self, answer: &Value, check: impl Fn(&Value, usize)) {
+        let groups = answer["groups"].as_array().unwrap();
+        let heads: Vec<String> = serde_json::from_value(self.browser.js(
+            "return [...document.querySelectorAll('section.group h3')].map(h => h.textContent)",
+        ))
+        .unwrap();
+        let by = answer["by"].as_str().unwrap();
+        let want: Vec<String> = groups
+            .iter()
+            .map(|g| format!("{by}: {}", group_label(&g["value"])))
+            .collect();
+        assert_eq!(heads, want);
+        for (i, g) in groups.iter().enumerate() {
+            check(&g["result"], i);
+        }
+        self.check_more(answer);
+    }
+
+    fn check_more(&self, answer: &Value) {
+        let other = answer["other_groups"].as_u64().unwrap();
+        let shown = self.browser.js(
+            "const e = document.getElementById('other-groups'); return e ? e.textContent : null",
+        );
+        if other == 0 {
+            assert_eq!(shown, Value::Null);
+        } else {
+            let s = if other == 1 { "" } else { "s" };
+            assert_eq!(shown, json!(format!("{other} more group{s}")));
+        }
+    }
+}
+
+/// Filters and breakdowns on every page: set through the controls, carried
+/// in the URL (a reload shows the same view, Apply rewrites the same URL),
+/// and every figure equal to the endpoint's JSON for the same parameters;
+/// a bad `where` shows the API's error text.
+#[test]
+fn dashboard_filters_and_breakdowns_show_the_apis_numbers() {
+    if !browser_available() {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let (d, _dir) = Dash::start(&segmented_dataset());
+    d.size(1280, 800);
+    d.log_in();
+
+    // A filter through the controls.
+    let fq = format!("{RANGE}&steps=signup,purchase&window=7d");
+    d.open(&format!("funnel?{fq}"));
+    assert_eq!(
+        d.rows("funnel"),
+        funnel_rows(&d.api(&format!("/v1/funnel?{fq}")))
+    );
+    d.browser
+        .js("document.getElementById('add-where').click(); \
+         const r = document.querySelector('#where-rows .where'); \
+         r.querySelector('.w-path').value = 'plan'; r.querySelector('.w-op').value = '!='; \
+         r.querySelector('.w-value').value = 'free'; \
+         document.getElementById('controls').requestSubmit()");
+    d.browser.wait_for(
+        "return location.hash.includes('where=') && document.body.dataset.state === 'ready'",
+        "the filtered funnel",
+    );
+    assert!(d.hash().contains("where=plan+%21%3D+free"), "{}", d.hash());
+    let filtered = d.api(&format!("/v1/funnel?{fq}&where={}", encode("plan != free")));
+    let all = d.api(&format!("/v1/funnel?{fq}"));
+    assert_ne!(
+        filtered["steps"], all["steps"],
+        "the filter should change the funnel"
+    );
+    assert_eq!(d.rows("funnel"), funnel_rows(&filtered));
+
+    // A second filter on a nested path, a breakdown with a limit, and no
+    // identity linking.
+    d.browser.wait_for(
+        "return document.getElementById('add-step') !== null",
+        "the step pickers",
+    );
+    d.browser.js(
+        "document.getElementById('add-where').click(); \
+         const r = document.querySelectorAll('#where-rows .where')[1]; \
+         r.querySelector('.w-path').value = 'utm.source'; r.querySelector('.w-op').value = '!~'; \
+         r.querySelector('.w-value').value = 'zzz'; \
+         document.getElementById('by').value = 'plan'; document.getElementById('limit').value = '2'; \
+         document.getElementById('identity').value = 'none'; \
+         document.getElementById('controls').requestSubmit()",
+    );
+    d.browser.wait_for(
+        "return location.hash.includes('by=plan') && document.body.dataset.state === 'ready'",
+        "the funnel by plan",
+    );
+    let q = format!(
+        "{fq}&where={}&where={}&by=plan&limit=2&identity=none",
+        encode("plan != free"),
+        encode("utm.source !~ zzz")
+    );
+    let f = d.api(&format!("/v1/funnel?{q}"));
+    assert!(f["other_groups"].as_u64().unwrap() > 0, "{f}");
+    assert_eq!(d.rows("funnel-by"), funnel_by_rows(&f));
+    d.check_more(&f);
+    d.screenshot("funnel-by-1280");
+
+    // The URL holds the whole query: a reload draws the same view with the
+    // same controls, and Apply without a change keeps the URL.
+    let hash = d.hash();
+    d.browser.js("location.reload()");
+    d.settle("the reloaded funnel");
+    assert_eq!(d.hash(), hash);
+    assert_eq!(d.rows("funnel-by"), funnel_by_rows(&f));
+    let controls = d.browser.js(
+        "return [[...document.querySelectorAll('#where-rows .where')].map(r => \
+         [r.querySelector('.w-path').value, r.querySelector('.w-op').value, r.querySelector('.w-value').value]), \
+         document.getElementById('by').value, document.getElementById('limit').value, \
+         document.getElementById('identity').value]",
+    );
+    assert_eq!(
+        controls,
+        json!([
+            [["plan", "!=", "free"], ["utm.source", "!~", "zzz"]],
+            "plan",
+            "2",
+            "none"
+        ])
+    );
+    d.browser.wait_for(
+        "return document.getElementById('add-step') !== null",
+        "the step pickers",
+    );
+    d.browser
+        .js("document.getElementById('controls').requestSubmit()");
+    std::thread::sleep(Duration::from_millis(300));
+    d.settle("the funnel after Apply");
+    assert_eq!(d.hash(), hash);
+
+    // Removing a filter.
+    d.browser.js(
+        "document.querySelectorAll('#where-rows .w-remove')[0].click(); \
+         document.getElementById('controls').requestSubmit()",
+    );
+    d.browser.wait_for(
+        "return !location.hash.includes('free') && document.body.dataset.state === 'ready'",
+        "the funnel without the plan filter",
+    );
+    let q2 = format!(
+        "{fq}&where={}&by=plan&limit=2&identity=none",
+        encode("utm.source !~ zzz")
+    );
+    assert_eq!(
+        d.rows("funnel-by"),
+        funnel_by_rows(&d.api(&format!("/v1/funnel?{q2}")))
+    );
+
+    // Moving to another page keeps the filters and the breakdown.
+    d.browser
+        .js("document.querySelector('#nav a[href=\"#trends\"]').click()");
+    d.browser.wait_for(
+        "return location.hash.startsWith('#trends') && document.body.dataset.state === 'ready'",
+        "the trends page",
+    );
+    assert!(d.hash().contains("by=plan"), "{}", d.hash());
+    assert!(d.hash().contains("where=utm.source"), "{}", d.hash());
+
+    // Trends: one line and one column per group, the totals last.
+    let tq = format!(
+        "from=2026-10-01&to=2026-10-15&tz=UTC&event=any&measure=users&interval=day&where={}&by=plan",
+        encode("utm.source != ads")
+    );
+    d.open(&format!("trends?{tq}"));
+    let t = d.api(&format!("/v1/trend?{tq}"));
+    let groups = t["groups"].as_array().unwrap();
+    assert!(groups.len() >= 3, "{t}");
+    let n = groups[0]["result"]["series"].as_array().unwrap().len();
+    let mut want: Vec<Vec<String>> = (0..n)
+        .map(|i| {
+            let mut row = vec![
+                groups[0]["result"]["series"][i]["bucket"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ];
+            row.extend(
+                groups
+                    .iter()
+                    .map(|g| num(&g["result"]["series"][i]["value"])),
+            );
+            row
+        })
+        .collect();
+    let mut total = vec!["Total".to_string()];
+    total.extend(groups.iter().map(|g| num(&g["result"]["total"])));
+    want.push(total);
+    assert_eq!(d.rows("trend-groups"), want);
+    let head: Vec<String> =
+        serde_json::from_value(d.browser.js(
+            "return [...document.querySelectorAll('#trend-groups th')].map(h => h.textContent)",
+        ))
+        .unwrap();
+    let mut want_head = vec!["Bucket".to_string()];
+    want_head.extend(groups.iter().map(|g| group_label(&g["value"])));
+    assert_eq!(head, want_head);
+    assert_eq!(
+        d.browser
+            .js("return document.querySelectorAll('.chart .u-legend .u-series').length"),
+        json!(groups.len() + 1)
+    );
+    d.check_more(&t);
+    d.screenshot("trends-by-1280");
+
+    // Retention: one heatmap per group.
+    let rq = format!(
+        "{RANGE}&start=signup&return=purchase&period=week&periods=4&by=plan&where={}",
+        encode("plan != 2")
+    );
+    d.open(&format!("retention?{rq}"));
+    let r = d.api(&format!("/v1/retention?{rq}"));
+    assert!(r["groups"].as_array().unwrap().len() >= 2, "{r}");
+    d.check_groups(&r, |g, i| {
+        assert_eq!(
+            d.rows_of(&format!(
+                "section.group[data-group=\"{i}\"] table.retention"
+            )),
+            retention_rows(g)
+        );
+    });
+    d.screenshot("retention-by-1280");
+
+    // Activation: the totals and the weeks of each group.
+    let aq = format!("{RANGE}&start=signup&event=purchase&count=1&within=30d&by=plan&limit=3");
+    d.open(&format!("activation?{aq}"));
+    let a = d.api(&format!("/v1/activation?{aq}"));
+    d.check_groups(&a, |g, i| {
+        let sec = format!("section.group[data-group=\"{i}\"]");
+        assert_eq!(
+            d.rows_of(&format!("{sec} table.activation")),
+            activation_rows(g)
+        );
+        assert_eq!(d.text(&format!("{sec} [data-kpi=rate] b")), pct(&g["rate"]));
+        assert_eq!(
+            d.text(&format!("{sec} [data-kpi=cohort_size] b")),
+            num(&g["cohort_size"])
+        );
+    });
+
+    // The overview: the lifecycle report filtered, and by group.
+    let oq = format!("{OVERVIEW}&where={}&by=plan", encode("plan != free"));
+    d.open(&oq);
+    let lq = format!(
+        "from=2026-10-01&to=2026-11-01&tz=UTC&where={}",
+        encode("plan != free")
+    );
+    let cur = d.api(&format!("/v1/lifecycle?{lq}"));
+    assert_eq!(
+        d.text("[data-kpi=active_users] b"),
+        num(&cur["active_users"])
+    );
+    let lb = d.api(&format!("/v1/lifecycle?{lq}&by=plan"));
+    let want: Vec<Vec<String>> = lb["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let r = &g["result"];
+            let mut row = vec![group_label(&g["value"])];
+            for k in [
+                "active_users",
+                "revenue",
+                "paying_users",
+                "orders",
+                "aov",
+                "arpu",
+            ] {
+                row.push(num(&r[k]));
+            }
+            row.extend(
+                r["stages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| num(&s["users"])),
+            );
+            row
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(d.rows("lifecycle-by"), want);
+
+    // Active users take filters (and no breakdown).
+    let actq = format!(
+        "from=2026-10-01&to=2026-10-10&tz=UTC&where={}",
+        encode("plan = pro")
+    );
+    d.open(&format!("active?{actq}"));
+    let act = d.api(&format!("/v1/active?{actq}"));
+    let shown: Vec<String> = d.rows("active").into_iter().map(|r| r[1].clone()).collect();
+    let want: Vec<String> = act["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|day| num(&day["dau"]))
+        .collect();
+    assert_eq!(shown, want);
+    assert_eq!(
+        d.browser
+            .js("return document.getElementById('breakdown').hidden"),
+        json!(true)
+    );
+
+    // A bad filter: the API's 400 text, as the page's status.
+    let bad = format!("{fq}&where={}", encode("plan"));
+    d.open(&format!("funnel?{bad}"));
+    let (status, body) = get_text(
+        &d.client,
+        &d.server.url,
+        &format!("/v1/funnel?{bad}"),
+        Some(READ_KEY),
+    );
+    assert_eq!(status, 400);
+    let msg = error_message(&serde_json::from_str(&body).unwrap());
+    assert_eq!(
+        d.browser.js("return document.body.dataset.state"),
+        json!("error")
+    );
+    assert_eq!(d.text("#status"), msg);
+
+    // A phone: the filter rows and a grouped funnel fit without sideways
+    // scrolling of the body.
+    d.size(390, 844);
+    d.open(&format!("funnel?{q}"));
+    assert_eq!(d.rows("funnel-by"), funnel_by_rows(&f));
+    d.assert_no_overflow("the grouped funnel with filters");
+    d.screenshot("funnel-by-390");
+    d.size(1280, 800);
+
+    // The path inputs offer the paths /v1/events reports for the page's
+    // events over the last 7 days of its range.
+    d.open("funnel?from=2026-10-01&to=2026-10-15&tz=UTC&steps=signup,purchase&window=7d");
+    d.browser.js("document.getElementById('add-where').click()");
+    d.browser.wait_for(
+        "return document.querySelectorAll('#paths option').length > 0",
+        "the known property paths",
+    );
+    let paths = d
+        .browser
+        .js("return [...document.querySelectorAll('#paths option')].map(o => o.value)");
+    let ev = d.api("/v1/events?from=2026-10-08&to=2026-10-15&tz=UTC");
+    let mut want: Vec<String> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "signup" || e["event"] == "purchase")
+        .flat_map(|e| e["properties"].as_array().unwrap().clone())
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    want.sort();
+    want.dedup();
+    assert!(want.contains(&"plan".to_string()), "{ev}");
+    assert_eq!(paths, json!(want));
 }

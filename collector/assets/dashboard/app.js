@@ -2,7 +2,10 @@
 // comes from the JSON endpoints (/v1/lifecycle, /v1/funnel, ...) the CLI
 // uses; this file only formats them (and subtracts two API numbers for a
 // change or a drop-off). Untrusted text (event names, KPI names, property
-// paths, API errors) is only ever set with textContent, never as HTML.
+// paths, group values of a breakdown, API errors) is only ever set with
+// textContent (or as an input's value), never as HTML. Filters (`where`,
+// repeated), the breakdown (`by`, `limit`) and `identity=none` are passed
+// through to the endpoints as the URL holds them.
 // Calendar arithmetic on dates (the previous period, the latest whole
 // day/week/month) is done here; every number comes from the API.
 'use strict';
@@ -100,6 +103,39 @@
     }
     return r;
   }
+  // The filters of SPEC §5 and the identity switch, as the URL holds them
+  // (`where` repeated), for any endpoint.
+  function filtersOf(q) {
+    const r = new URLSearchParams();
+    for (const w of q.getAll('where')) r.append('where', w);
+    if (q.get('identity') === 'none') r.set('identity', 'none');
+    return r;
+  }
+  // Range, filters, and the breakdown (`by`, `limit`) unless the page
+  // takes none (active users).
+  function paramsOf(q, page) {
+    const r = new URLSearchParams([...rangeOf(q), ...filtersOf(q)]);
+    if (page !== 'active' && q.get('by')) {
+      r.set('by', q.get('by'));
+      if (q.get('limit')) r.set('limit', q.get('limit'));
+    }
+    return r;
+  }
+  // `PATH OP VALUE` split at its first operator (SPEC §5), for the editor.
+  const OPS = ['=', '!=', '<', '<=', '>', '>=', '~', '!~'];
+  function splitWhere(w) {
+    for (let i = 0; i < w.length; i++) {
+      const two = w.slice(i, i + 2);
+      const op = ['!=', '!~', '<=', '>='].includes(two) ? two : '=<>~'.includes(w[i]) ? w[i] : null;
+      if (op) return [w.slice(0, i).trim(), op, w.slice(i + op.length).trim()];
+    }
+    return [w.trim(), '=', ''];
+  }
+  // A group's value (a JSON string, number, boolean or null) as text.
+  function groupLabel(v) {
+    if (v === null || v === undefined) return '(no value)';
+    return typeof v === 'string' ? v : String(v);
+  }
   const DAY = 86400000;
   const iso = (ms) => new Date(ms).toISOString().slice(0, 10);
   const DATE = /^\d{4}-\d{2}-\d{2}$/;
@@ -167,6 +203,58 @@
   async function eventNames() {
     if (!catalog) catalog = (await api('events', new URLSearchParams({ names: 'only' }))).events.map((e) => e.event);
     return catalog;
+  }
+
+  // Known property paths for the path inputs: /v1/events over the last 7
+  // days of the view's range (the full call reads every event's
+  // properties: 21 s over all of a 10M-event store, 1.5 s over a week), for
+  // the events the page names (all of them when it names none). Asked when
+  // a path input is first used, never before a page draws; any path can be
+  // typed meanwhile.
+  const pathsAsked = new Map();
+  function samplePaths() {
+    const { page, q } = state();
+    const r = new URLSearchParams();
+    const to = q.get('to');
+    if (DATE.test(to || '')) {
+      r.set('from', iso(Date.parse(to) - 7 * DAY));
+      r.set('to', to);
+    } else {
+      r.set('last', '7d');
+    }
+    const named = [...(q.get('steps') || '').split(','), q.get('start'), q.get('return'), q.get('event')]
+      .filter((n) => n && n !== 'any' && page !== 'overview' && page !== 'active');
+    const key = r.toString() + '|' + named.join(',');
+    if (pathsAsked.has(key)) return;
+    pathsAsked.set(key, true);
+    api('events', r).then((ev) => {
+      const paths = new Set();
+      for (const e of ev.events) if (!named.length || named.includes(e.event)) e.properties.forEach((x) => paths.add(x));
+      $('paths').replaceChildren(...[...paths].sort().map((x) => el('option', { value: x })));
+      $('paths').dataset.from = key;
+    }, () => pathsAsked.delete(key));
+  }
+  function whereRow(w) {
+    const [path, op, value] = splitWhere(w);
+    const pi = el('input', { type: 'text', class: 'w-path', list: 'paths', size: 10, placeholder: 'property', autocomplete: 'off', 'aria-label': 'Property path' });
+    const vi = el('input', { type: 'text', class: 'w-value', size: 8, placeholder: 'value', 'aria-label': 'Value' });
+    pi.value = path; vi.value = value;
+    const os = select('', OPS, op);
+    os.className = 'w-op';
+    os.setAttribute('aria-label', 'Operator');
+    os.removeAttribute('id');
+    const rm = el('button', { type: 'button', class: 'w-remove', text: '×', 'aria-label': 'Remove filter' });
+    const row = el('span', { class: 'where' }, pi, os, vi, rm);
+    rm.addEventListener('click', () => row.remove());
+    pi.addEventListener('focus', samplePaths);
+    return row;
+  }
+  function writeFilters(q, page) {
+    $('where-rows').replaceChildren(...q.getAll('where').map(whereRow));
+    $('by').value = q.get('by') || '';
+    $('limit').value = q.get('limit') || '';
+    $('identity').value = q.get('identity') === 'none' ? 'none' : '';
+    $('breakdown').hidden = page === 'active';
   }
 
   function setStatus(text, kind) {
@@ -259,6 +347,15 @@
         q.set(id, old.get(id));
       }
     }
+    for (const row of $('where-rows').querySelectorAll('.where')) {
+      const path = row.querySelector('.w-path').value.trim();
+      if (path) q.append('where', path + ' ' + row.querySelector('.w-op').value + ' ' + row.querySelector('.w-value').value.trim());
+    }
+    if (page !== 'active' && $('by').value.trim()) {
+      q.set('by', $('by').value.trim());
+      if ($('limit').value) q.set('limit', $('limit').value);
+    }
+    if ($('identity').value === 'none') q.set('identity', 'none');
     q.set('tz', $('tz').value || zone);
     return q;
   }
@@ -295,12 +392,17 @@
       // The event list is drawn when it comes, after the report.
       const events = api('events', new URLSearchParams([...curRange, ['names', 'only']]));
       events.catch(() => {}); // reported where it is drawn
-      const [review, cur, old] = await Promise.all([
+      // The filters apply to the lifecycle report (the KPIs carry their
+      // own `where` in kpis.toml); a breakdown adds the period's groups.
+      const f = filtersOf(q);
+      const by = q.get('by') ? new URLSearchParams([...curRange, ...f, ['by', q.get('by')], ...(q.get('limit') ? [['limit', q.get('limit')]] : [])]) : null;
+      const [review, cur, old, grouped] = await Promise.all([
         // A missing or bad KPI file is shown in place of the scorecard;
         // the lifecycle report does not depend on it.
         api('review', rq).catch((e) => ({ failed: e })),
-        api('lifecycle', curRange),
-        api('lifecycle', prevRange),
+        api('lifecycle', new URLSearchParams([...curRange, ...f])),
+        api('lifecycle', new URLSearchParams([...prevRange, ...f])),
+        by ? api('lifecycle', by) : Promise.resolve(null),
       ]);
       view.append(el('h2', { text: 'KPI scorecard' }));
       if (review.failed) {
@@ -337,6 +439,15 @@
       for (const [label, key] of [['Active users', 'active_users'], ['Revenue', 'revenue'], ['Paying users', 'paying_users'],
         ['Orders', 'orders'], ['AOV', 'aov'], ['ARPU', 'arpu']]) rows.push(row(label, key, cur[key], old[key]));
       view.append(table(['', 'This ' + period, 'Previous', 'Change'], rows, { id: 'lifecycle' }));
+      if (grouped) {
+        const keys = ['active_users', 'revenue', 'paying_users', 'orders', 'aov', 'arpu'];
+        view.append(el('h2', { text: 'Lifecycle by ' + grouped.by + ', this ' + period }),
+          table([grouped.by, 'Active users', 'Revenue', 'Paying users', 'Orders', 'AOV', 'ARPU', ...cur.stages.map((s) => s.stage + ' users')],
+            grouped.groups.map((g, i) => el('tr', { 'data-group': String(i) }, el('td', { class: 'group', text: groupLabel(g.value) }),
+              ...keys.map((k) => el('td', { class: k, text: num(g.result[k]) })),
+              ...g.result.stages.map((s) => el('td', { class: s.stage, text: num(s.users) })))), { id: 'lifecycle-by' }),
+          more(grouped));
+      }
       const box = el('div', { id: 'catalog-box', class: 'spinner', text: 'Loading the events…' });
       view.append(el('h2', { text: 'Events this ' + period }), box);
       const my = generation;
@@ -354,96 +465,61 @@
       });
     },
     async funnel(q, view) {
-      const p = rangeOf(q);
+      const p = paramsOf(q, 'funnel');
       p.set('steps', q.get('steps') || (await eventNames()).slice(0, 2).join(','));
       p.set('window', q.get('window') || '14d');
       const f = await api('funnel', p);
-      const rows = f.steps.map((s, i) => el('tr', { 'data-step': String(i) },
-        el('td', { class: 'name', text: s.event }),
-        el('td', { class: 'barcell' }, (() => { const b = el('div', { class: 'bar' }); b.style.width = (s.conversion_from_first * 100) + '%'; return b; })()),
-        el('td', { class: 'users', text: num(s.users) }),
-        el('td', { class: 'from-prev', text: pct(s.conversion_from_previous) }),
-        el('td', { class: 'from-first', text: pct(s.conversion_from_first) }),
-        el('td', { class: 'dropoff', text: i === 0 ? '—' : num(f.steps[i - 1].users - s.users) }),
-        el('td', { class: 'median', text: dur(s.median_seconds_from_previous) })));
-      view.append(el('p', { class: 'hint', id: 'funnel-range', text: f.from + ' to ' + f.to + ', window ' + dur(f.window_seconds) }),
-        table(['Step', '', 'Users', 'From previous', 'From first', 'Drop-off', 'Median time'], rows, { id: 'funnel' }));
+      // One row per step, or with a breakdown one per step and group (the
+      // groups' bars side by side under each step).
+      const cells = (r, i, first) => [
+        el('td', { class: 'barcell' }, (() => { const b = el('div', { class: 'bar' }); b.style.width = (r.steps[i].conversion_from_first * 100) + '%'; return b; })()),
+        el('td', { class: 'users', text: num(r.steps[i].users) }),
+        el('td', { class: 'from-prev', text: pct(r.steps[i].conversion_from_previous) }),
+        el('td', { class: 'from-first', text: pct(r.steps[i].conversion_from_first) }),
+        el('td', { class: 'dropoff', text: i === 0 ? '—' : num(r.steps[i - 1].users - r.steps[i].users) }),
+        el('td', { class: 'median', text: dur(r.steps[i].median_seconds_from_previous) }),
+      ].map((c) => { if (!first) c.classList.add('in-group'); return c; });
+      const head = ['Step', '', 'Users', 'From previous', 'From first', 'Drop-off', 'Median time'];
+      if (!f.groups) {
+        const rows = f.steps.map((s, i) => el('tr', { 'data-step': String(i) }, el('td', { class: 'name', text: s.event }), ...cells(f, i, true)));
+        view.append(el('p', { class: 'hint', id: 'funnel-range', text: f.from + ' to ' + f.to + ', window ' + dur(f.window_seconds) }),
+          table(head, rows, { id: 'funnel' }));
+        return;
+      }
+      const rows = [];
+      const steps = f.groups.length ? f.groups[0].result.steps : [];
+      steps.forEach((s, i) => f.groups.forEach((g, j) => rows.push(el('tr', { 'data-step': String(i), 'data-group': String(j) },
+        el('td', { class: 'name', text: j === 0 ? s.event : '' }), el('td', { class: 'group', text: groupLabel(g.value) }),
+        ...cells(g.result, i, j === 0)))));
+      view.append(el('p', { class: 'hint', id: 'funnel-range', text: 'By ' + f.by + ': each group\'s conversion, its bars side by side under each step' }),
+        table(['Step', f.by, ...head.slice(1)], rows, { id: 'funnel-by' }), more(f));
     },
     async retention(q, view) {
       const names = q.get('start') ? [] : await eventNames();
-      const p = rangeOf(q);
+      const p = paramsOf(q, 'retention');
       p.set('start', q.get('start') || names[0]);
       p.set('return', q.get('return') || p.get('start'));
       p.set('period', q.get('period') || 'week');
       p.set('periods', q.get('periods') || '8');
       const r = await api('retention', p);
-      const n = r.total.retained.length;
-      const head = ['Cohort', 'Size', ...Array.from({ length: n }, (_, k) => r.period + ' ' + k)];
-      const cell = (v, of, incomplete) => {
-        const c = el('td', { class: 'cell' + (incomplete ? ' incomplete' : ''), text: num(v) });
-        if (incomplete) c.title = 'period not over yet';
-        else if (of > 0) c.style.background = 'rgba(54, 110, 220, ' + (0.08 + 0.7 * v / of).toFixed(2) + ')';
-        return c;
-      };
-      const rows = r.cohorts.map((c) => el('tr', { 'data-cohort': c.cohort }, el('td', { text: c.cohort }), el('td', { text: num(c.size) }),
-        ...c.retained.map((v, k) => cell(v, c.size, c.incomplete_from !== null && k >= c.incomplete_from))));
-      const t = r.total;
-      rows.push(el('tr', { 'data-cohort': 'total', class: 'total' }, el('td', { text: 'All (complete periods)' }), el('td', { text: num(t.size) }),
-        ...t.complete_retained.map((v, k) => { const c = cell(v, t.complete_size[k], false); c.textContent = num(v) + ' / ' + num(t.complete_size[k]); return c; })));
-      view.append(el('p', { class: 'hint', text: 'Persons of each cohort with a return event in each period (as of ' + r.as_of + '). Hatched cells: the period has not fully elapsed.' }),
-        table(head, rows, { id: 'retention' }));
+      // One heatmap per group with a breakdown.
+      if (r.groups) return groups(r, view, (g, box) => retentionBlock(g, box, { class: 'retention' }));
+      retentionBlock(r, view, { id: 'retention' });
     },
     async activation(q, view) {
       const names = q.get('start') && q.get('event') ? [] : await eventNames();
-      const p = rangeOf(q);
+      const p = paramsOf(q, 'activation');
       p.set('start', q.get('start') || names[0]);
       p.set('event', q.get('event') || names[1] || names[0]);
       p.set('count', q.get('count') || '1');
       p.set('within', q.get('within') || '30d');
       const a = await api('activation', p);
-      const kpi = (label, key, v) => el('div', { class: 'kpi', 'data-kpi': key }, label, el('b', { text: v }));
-      view.append(el('div', { class: 'kpis' }, kpi('Cohort', 'cohort_size', num(a.cohort_size)), kpi('Activated', 'activated', num(a.activated)),
-        kpi('Rate', 'rate', pct(a.rate)), kpi('Rate (mature only)', 'mature_rate', pct(a.mature.rate)),
-        kpi('Median time', 'median', dur(a.median_seconds_to_activate))));
-      const rows = a.by_week.map((w) => el('tr', { 'data-cohort': w.cohort }, el('td', { text: w.cohort }),
-        el('td', { class: 'size', text: num(w.cohort_size) }), el('td', { class: 'activated', text: num(w.activated) }),
-        el('td', { class: 'rate', text: pct(w.rate) }),
-        el('td', { class: 'barcell' }, (() => { const b = el('div', { class: 'bar' }); b.style.width = (w.rate * 100) + '%'; return b; })()),
-        el('td', { class: 'status ' + (w.mature ? '' : 'running'), text: w.mature ? 'complete' : 'still running' })));
-      view.append(table(['Cohort week', 'Size', 'Activated', 'Rate', '', ''], rows, { id: 'activation' }));
+      if (a.groups) return groups(a, view, (g, box) => activationBlock(g, box, { class: 'activation' }));
+      activationBlock(a, view, { id: 'activation' });
     },
-    async trends(q, view) {
-      const p = rangeOf(q);
-      p.set('event', q.get('event') || 'any');
-      p.set('measure', q.get('measure') || 'events');
-      p.set('interval', q.get('interval') || 'day');
-      // The same query over the range of equal length just before.
-      const prevRange = (q.get('compare') || 'previous') === 'previous' ? previousRange(q) : null;
-      const pp = prevRange && new URLSearchParams([...prevRange, ...[...p].filter(([k]) => !['from', 'to', 'last'].includes(k))]);
-      const [t, old] = await Promise.all([api('trend', p), pp ? api('trend', pp) : Promise.resolve(null)]);
-      const kpis = el('div', { class: 'kpis' }, el('div', { class: 'kpi', 'data-kpi': 'total' }, 'Total ' + t.measure, el('b', { text: num(t.total) })));
-      if (old) kpis.append(el('div', { class: 'kpi', 'data-kpi': 'previous_total' }, 'Previous period', el('b', { text: num(old.total) })));
-      view.append(kpis);
-      if (old) {
-        view.append(el('p', { class: 'hint', id: 'trend-previous', 'data-from': pp.get('from'), 'data-to': pp.get('to'),
-          text: 'Previous period: ' + pp.get('from') + ' to ' + pp.get('to') + ' (end exclusive), drawn bucket by bucket under this one' }));
-      }
-      // The previous series is drawn against this one's buckets, the i-th
-      // bucket of each together.
-      const n = Math.max(t.series.length, old ? old.series.length : 0);
-      const series = [{ label: t.measure, values: t.series.map((s) => s.value) }];
-      if (old) series.push({ label: 'previous period', values: Array.from({ length: t.series.length }, (_, i) => (old.series[i] ? old.series[i].value : null)), dash: [6, 4] });
-      chart(view, t.series.map((s) => Date.parse(s.bucket) / 1000), series);
-      const rows = Array.from({ length: n }, (_, i) => {
-        const c = t.series[i], o = old && old.series[i];
-        const cells = [el('td', { text: c ? c.bucket : '' }), el('td', { class: 'value', text: c ? num(c.value) : '' })];
-        if (old) cells.push(el('td', { class: 'prev-bucket', text: o ? o.bucket : '' }), el('td', { class: 'prev-value', text: o ? num(o.value) : '' }));
-        return el('tr', {}, ...cells);
-      });
-      view.append(table(old ? ['Bucket', t.measure, 'Previous bucket', 'Previous ' + t.measure] : ['Bucket', t.measure], rows, { id: 'trend' }));
-    },
+    trends,
     async active(q, view) {
-      const a = await api('active', rangeOf(q));
+      const a = await api('active', paramsOf(q, 'active'));
       const xs = a.days.map((d) => Date.parse(d.day) / 1000);
       chart(view, xs, ['dau', 'wau', 'mau'].map((k) => ({ label: k.toUpperCase(), values: a.days.map((d) => d[k]) })));
       chart(view, xs, [{ label: 'Stickiness (DAU/MAU)', values: a.days.map((d) => d.stickiness) }]);
@@ -452,6 +528,93 @@
         el('td', { class: 'mau', text: num(d.mau) }), el('td', { class: 'stickiness', text: pct(d.stickiness) }))), { id: 'active' }));
     },
   };
+  // "N more groups" under a breakdown that --limit cut.
+  function more(r) {
+    return r.other_groups > 0 ? el('p', { class: 'more', id: 'other-groups', text: r.other_groups + ' more group' + (r.other_groups === 1 ? '' : 's') })
+      : document.createTextNode('');
+  }
+  // A breakdown drawn as one block per group, headed by its value (text).
+  function groups(r, view, draw) {
+    if (!r.groups.length) view.append(el('p', { class: 'hint', text: 'No group: nothing matched.' }));
+    r.groups.forEach((g, i) => {
+      const box = el('section', { class: 'group', 'data-group': String(i) }, el('h3', { class: 'group-value', text: r.by + ': ' + groupLabel(g.value) }));
+      draw(g.result, box);
+      view.append(box);
+    });
+    view.append(more(r));
+  }
+  function retentionBlock(r, view, attrs) {
+    const n = r.total.retained.length;
+    const head = ['Cohort', 'Size', ...Array.from({ length: n }, (_, k) => r.period + ' ' + k)];
+    const cell = (v, of, incomplete) => {
+      const c = el('td', { class: 'cell' + (incomplete ? ' incomplete' : ''), text: num(v) });
+      if (incomplete) c.title = 'period not over yet';
+      else if (of > 0) c.style.background = 'rgba(54, 110, 220, ' + (0.08 + 0.7 * v / of).toFixed(2) + ')';
+      return c;
+    };
+    const rows = r.cohorts.map((c) => el('tr', { 'data-cohort': c.cohort }, el('td', { text: c.cohort }), el('td', { text: num(c.size) }),
+      ...c.retained.map((v, k) => cell(v, c.size, c.incomplete_from !== null && k >= c.incomplete_from))));
+    const t = r.total;
+    rows.push(el('tr', { 'data-cohort': 'total', class: 'total' }, el('td', { text: 'All (complete periods)' }), el('td', { text: num(t.size) }),
+      ...t.complete_retained.map((v, k) => { const c = cell(v, t.complete_size[k], false); c.textContent = num(v) + ' / ' + num(t.complete_size[k]); return c; })));
+    view.append(el('p', { class: 'hint', text: 'Persons of each cohort with a return event in each period (as of ' + r.as_of + '). Hatched cells: the period has not fully elapsed.' }),
+      table(head, rows, attrs));
+  }
+  function activationBlock(a, view, attrs) {
+    const kpi = (label, key, v) => el('div', { class: 'kpi', 'data-kpi': key }, label, el('b', { text: v }));
+    view.append(el('div', { class: 'kpis' }, kpi('Cohort', 'cohort_size', num(a.cohort_size)), kpi('Activated', 'activated', num(a.activated)),
+      kpi('Rate', 'rate', pct(a.rate)), kpi('Rate (mature only)', 'mature_rate', pct(a.mature.rate)),
+      kpi('Median time', 'median', dur(a.median_seconds_to_activate))));
+    const rows = a.by_week.map((w) => el('tr', { 'data-cohort': w.cohort }, el('td', { text: w.cohort }),
+      el('td', { class: 'size', text: num(w.cohort_size) }), el('td', { class: 'activated', text: num(w.activated) }),
+      el('td', { class: 'rate', text: pct(w.rate) }),
+      el('td', { class: 'barcell' }, (() => { const b = el('div', { class: 'bar' }); b.style.width = (w.rate * 100) + '%'; return b; })()),
+      el('td', { class: 'status ' + (w.mature ? '' : 'running'), text: w.mature ? 'complete' : 'still running' })));
+    view.append(table(['Cohort week', 'Size', 'Activated', 'Rate', '', ''], rows, attrs));
+  }
+  async function trends(q, view) {
+    const p = paramsOf(q, 'trends');
+    p.set('event', q.get('event') || 'any');
+    p.set('measure', q.get('measure') || 'events');
+    p.set('interval', q.get('interval') || 'day');
+    // The same query over the range of equal length just before.
+    if (q.get('by')) return trendGroups(await api('trend', p), view);
+    const prevRange = (q.get('compare') || 'previous') === 'previous' ? previousRange(q) : null;
+    const pp = prevRange && new URLSearchParams([...prevRange, ...[...p].filter(([k]) => !['from', 'to', 'last'].includes(k))]);
+    const [t, old] = await Promise.all([api('trend', p), pp ? api('trend', pp) : Promise.resolve(null)]);
+    const kpis = el('div', { class: 'kpis' }, el('div', { class: 'kpi', 'data-kpi': 'total' }, 'Total ' + t.measure, el('b', { text: num(t.total) })));
+    if (old) kpis.append(el('div', { class: 'kpi', 'data-kpi': 'previous_total' }, 'Previous period', el('b', { text: num(old.total) })));
+    view.append(kpis);
+    if (old) {
+      view.append(el('p', { class: 'hint', id: 'trend-previous', 'data-from': pp.get('from'), 'data-to': pp.get('to'),
+        text: 'Previous period: ' + pp.get('from') + ' to ' + pp.get('to') + ' (end exclusive), drawn bucket by bucket under this one' }));
+    }
+    // The previous series is drawn against this one's buckets, the i-th
+    // bucket of each together.
+    const n = Math.max(t.series.length, old ? old.series.length : 0);
+    const series = [{ label: t.measure, values: t.series.map((s) => s.value) }];
+    if (old) series.push({ label: 'previous period', values: Array.from({ length: t.series.length }, (_, i) => (old.series[i] ? old.series[i].value : null)), dash: [6, 4] });
+    chart(view, t.series.map((s) => Date.parse(s.bucket) / 1000), series);
+    const rows = Array.from({ length: n }, (_, i) => {
+      const c = t.series[i], o = old && old.series[i];
+      const cells = [el('td', { text: c ? c.bucket : '' }), el('td', { class: 'value', text: c ? num(c.value) : '' })];
+      if (old) cells.push(el('td', { class: 'prev-bucket', text: o ? o.bucket : '' }), el('td', { class: 'prev-value', text: o ? num(o.value) : '' }));
+      return el('tr', {}, ...cells);
+    });
+    view.append(table(old ? ['Bucket', t.measure, 'Previous bucket', 'Previous ' + t.measure] : ['Bucket', t.measure], rows, { id: 'trend' }));
+  }
+  // A trend by group: one line per group, a column per group, the totals
+  // last (no comparison with the previous period).
+  function trendGroups(t, view) {
+    const gs = t.groups;
+    const first = gs.length ? gs[0].result : { measure: '', series: [] };
+    view.append(el('p', { class: 'hint', id: 'trend-by', text: 'By ' + t.by + ', one line per group (no comparison with the previous period in a breakdown)' }));
+    chart(view, first.series.map((s) => Date.parse(s.bucket) / 1000), gs.map((g) => ({ label: groupLabel(g.value), values: g.result.series.map((s) => s.value) })));
+    const rows = first.series.map((s, i) => el('tr', { 'data-bucket': s.bucket }, el('td', { text: s.bucket }),
+      ...gs.map((g) => el('td', { class: 'value', text: num(g.result.series[i].value) }))));
+    rows.push(el('tr', { class: 'total' }, el('td', { text: 'Total' }), ...gs.map((g) => el('td', { class: 'total', text: num(g.result.total) }))));
+    view.append(table(['Bucket', ...gs.map((g) => groupLabel(g.value))], rows, { id: 'trend-groups' }), more(t));
+  }
   // ---- the KPI scorecard (SPEC §6), from /v1/review's JSON ----
   const STAGES = ['discovery', 'acquisition', 'activation', 'engagement', 'retention', 'revenue', 'referral'];
   const RATES = ['funnel', 'activation', 'retention'];
@@ -547,6 +710,7 @@
     const view = $('view');
     view.replaceChildren();
     writeRange(q, page);
+    writeFilters(q, page);
     setStatus('Loading…', 'spinner');
     document.body.dataset.state = 'loading';
     // The pickers need the event names (/v1/events, which reads every
@@ -589,6 +753,13 @@
       catalog = null;
       open();
     });
+    $('add-where').addEventListener('click', () => {
+      const row = whereRow('');
+      $('where-rows').append(row);
+      samplePaths();
+      row.querySelector('.w-path').focus();
+    });
+    $('by').addEventListener('focus', samplePaths);
     $('forget').addEventListener('click', () => { localStorage.removeItem(KEY); askKey(); });
     $('mode').addEventListener('change', () => {
       const ranged = $('mode').value === 'range';
@@ -605,7 +776,8 @@
       a.addEventListener('click', (ev) => {
         ev.preventDefault();
         const q = state().q, keep = new URLSearchParams();
-        for (const k of ['from', 'to', 'last', 'tz']) if (q.get(k)) keep.set(k, q.get(k));
+        for (const k of ['from', 'to', 'last', 'tz', 'identity', 'by', 'limit']) if (q.get(k)) keep.set(k, q.get(k));
+        for (const w of q.getAll('where')) keep.append('where', w);
         go(a.getAttribute('href').slice(1), keep);
       });
     }
