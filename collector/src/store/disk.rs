@@ -1034,9 +1034,14 @@ impl DiskStore {
         self.props_files.lock().clear();
         let mut links = Links::default();
         let mut without = Vec::new();
-        for c in &chunks {
-            match self.props_file(c) {
-                Some(f) => f.links()?.into_iter().for_each(|r| links.record(r)),
+        // Read and decoded on every core; merged in chunk order.
+        let recorded: Vec<Option<Vec<LinkRecord>>> = chunks
+            .par_iter()
+            .map(|c| self.props_file(c).map(|f| f.links()).transpose())
+            .collect::<Result<_, Error>>()?;
+        for (c, records) in chunks.iter().zip(recorded) {
+            match records {
+                Some(records) => records.into_iter().for_each(|r| links.record(r)),
                 None => without.push(c.clone()),
             }
         }
