@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::header::HeaderValue;
 use serde_json::{Map, Value};
+use tally_event::ingest::MAX_BATCH_EVENTS;
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
@@ -16,9 +17,6 @@ use crate::queue::Queue;
 use crate::report::DeliveryReport;
 use crate::worker::{Sender, Worker};
 use crate::{Client, Handle};
-
-/// Most events the collector takes in one request (SPEC §2).
-pub(crate) const MAX_BATCH_SIZE: usize = 1000;
 
 /// Longest interval, timeout or backoff the builder accepts; longer values
 /// are clamped to it.
@@ -323,9 +321,9 @@ impl ClientBuilder {
                 BuildError::InvalidWriteKey("it contains characters not allowed in an HTTP header")
             })?;
         auth.set_sensitive(true);
-        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+        if !(1..=MAX_BATCH_EVENTS).contains(&self.batch_size) {
             return Err(BuildError::InvalidSetting(format!(
-                "batch_size must be 1 to {MAX_BATCH_SIZE}, got {}",
+                "batch_size must be 1 to {MAX_BATCH_EVENTS}, got {}",
                 self.batch_size
             )));
         }

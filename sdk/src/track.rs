@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use serde_json::{Map, Value};
-use tally_event::time::{MAX_FUTURE_MS, MIN_EVENT_MS};
+use tally_event::time::{MAX_FUTURE_MS, MIN_EVENT_MS, now_ms};
 use tally_event::validate::{MAX_EVENT_NAME_BYTES, MAX_PERSON_KEY_BYTES};
 use tally_event::{Stage, WireEvent};
 use uuid::Uuid;
@@ -258,10 +258,6 @@ pub(crate) fn new_event_id(unix_ms: i64) -> Uuid {
     let random: [u8; 10] = rand::rng().random();
     uuid::Builder::from_unix_timestamp_millis(u64::try_from(unix_ms).unwrap_or(0), &random)
         .into_uuid()
-}
-
-pub(crate) fn now_ms() -> i64 {
-    system_time_ms(SystemTime::now())
 }
 
 fn system_time_ms(t: SystemTime) -> i64 {

@@ -17,8 +17,8 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
-use tally_event::WireEvent;
-use tally_event::time::format_rfc3339;
+use tally_event::time::{format_rfc3339, now_ms};
+use tally_event::{IngestAnswer as Answer, WireEvent};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 
@@ -27,7 +27,6 @@ use crate::batch::{self, EVENTS_BUDGET, Prep, Prepared};
 use crate::config::Callback;
 use crate::queue::{Counters, Entry, Queue};
 use crate::report::{DeliveryError, DeliveryReport, FlushReport, Rejection};
-use crate::track::now_ms;
 
 /// How a flush or shutdown caller gets its report.
 pub(crate) type Reply = Box<dyn FnOnce(FlushReport) + Send + 'static>;
@@ -59,22 +58,6 @@ pub(crate) struct Sender {
     pub(crate) url: Url,
     pub(crate) auth: HeaderValue,
     pub(crate) gzip: bool,
-}
-
-/// The collector's 200 answer (SPEC §2).
-#[derive(Debug, Deserialize)]
-pub(crate) struct Answer {
-    accepted: u64,
-    #[serde(default)]
-    duplicates: u64,
-    #[serde(default)]
-    rejected: Vec<AnswerRejection>,
-}
-
-#[derive(Debug, Deserialize)]
-struct AnswerRejection {
-    index: usize,
-    error: String,
 }
 
 /// The outcome of one request.
@@ -568,11 +551,9 @@ impl Worker {
         let r = rejected.len();
         // Trust the collector's split of the rest into new and duplicate,
         // but keep every event counted exactly once.
-        let duplicates = usize::try_from(answer.duplicates)
-            .unwrap_or(usize::MAX)
-            .min(n - r);
+        let duplicates = answer.duplicates.min(n - r);
         let accepted = n - r - duplicates;
-        if answer.accepted as usize != accepted {
+        if answer.accepted != accepted {
             tracing::debug!(
                 expected = accepted,
                 got = answer.accepted,
