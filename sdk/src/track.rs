@@ -11,26 +11,7 @@ use uuid::Uuid;
 
 use crate::person::Person;
 use crate::queue::Queue;
-
-/// Why [`Track::send`] did not queue an event. Each case is also counted in
-/// [`Stats`](crate::Stats).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TrackError {
-    /// The collector would reject the event (e.g. an empty name); counted
-    /// in [`Stats::invalid`](crate::Stats::invalid).
-    #[error("invalid event: {0}")]
-    Invalid(String),
-    /// The queue was full and the drop policy is
-    /// [`Newest`](crate::DropPolicy::Newest); counted in
-    /// [`Stats::dropped`](crate::Stats::dropped).
-    #[error("the event queue is full: event dropped")]
-    QueueFull,
-    /// The client was shut down; counted in
-    /// [`Stats::dropped`](crate::Stats::dropped).
-    #[error("the client is shut down: event dropped")]
-    Closed,
-}
+use crate::types::TrackError;
 
 /// An event being built, from [`Client::track`](crate::Client::track).
 /// Queue it with [`send`](Track::send); dropping it discards it.

@@ -24,23 +24,9 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 
 use crate::backoff::{Backoff, parse_retry_after, retryable_status};
 use crate::batch::{self, EVENTS_BUDGET, Prep, Prepared};
-use crate::config::Callback;
 use crate::queue::{Counters, Entry, Queue};
 use crate::report::{DeliveryError, DeliveryReport, FlushReport, Rejection};
-
-/// How a flush or shutdown caller gets its report.
-pub(crate) type Reply = Box<dyn FnOnce(FlushReport) + Send + 'static>;
-
-pub(crate) enum Command {
-    /// Deliver every event with `seq <= marker`.
-    Flush {
-        marker: u64,
-        deadline: Instant,
-        reply: Reply,
-    },
-    /// Deliver everything, then stop.
-    Shutdown { deadline: Instant, reply: Reply },
-}
+use crate::types::{Callback, Command, Reply};
 
 /// `now + timeout`, saturating far in the future instead of overflowing.
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
