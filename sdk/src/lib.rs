@@ -140,10 +140,12 @@ pub mod blocking;
 mod config;
 #[cfg(feature = "durable")]
 mod durable;
+mod http;
 mod identity;
 mod person;
 mod queue;
 mod report;
+mod sender;
 mod track;
 mod types;
 mod worker;
@@ -166,9 +168,10 @@ pub use serde_json;
 pub use tally_event::{Stage, WireEvent};
 pub use uuid::Uuid;
 
+use http::Sender;
 use queue::Queue;
 use types::{Command, Reply};
-use worker::{Sender, Worker};
+use worker::Worker;
 
 /// A handle to the background sender. Cheap to clone; all clones share one
 /// queue and one sender.
@@ -414,12 +417,14 @@ impl ClientBuilder {
                 gzip: config.gzip,
             },
             worker::Settings {
-                batch_size: config.batch_size,
-                flush_interval: config.flush_interval,
-                shutdown_timeout: config.shutdown_timeout,
-                max_retries: config.max_retries,
-                retry_forever: durable,
-                backoff: config.backoff,
+                policy: sender::Policy {
+                    batch_size: config.batch_size,
+                    flush_interval: config.flush_interval,
+                    shutdown_timeout: config.shutdown_timeout,
+                    max_retries: config.max_retries,
+                    retry_forever: durable,
+                    backoff: config.backoff,
+                },
                 callback: config.on_delivery,
             },
             command_rx,
