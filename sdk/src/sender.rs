@@ -478,3 +478,522 @@ impl Core {
         self.done = true;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The core under made-up times: every test starts at `t0` and moves
+    //! the clock by adding to it, so nothing sleeps and nothing is flaky.
+
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn policy() -> Policy {
+        Policy {
+            batch_size: 3,
+            flush_interval: 1000 * MS,
+            shutdown_timeout: 5000 * MS,
+            max_retries: 3,
+            retry_forever: false,
+            backoff: Backoff::new(100 * MS, 1000 * MS),
+        }
+    }
+
+    /// `len` events queued, numbered `front..front + len`.
+    fn queued(front: u64, len: usize) -> QueueView {
+        QueueView {
+            front: (len > 0).then_some(front),
+            len,
+            last: front + len as u64 - u64::from(len > 0),
+        }
+    }
+
+    fn empty(last: u64) -> QueueView {
+        QueueView {
+            front: None,
+            len: 0,
+            last,
+        }
+    }
+
+    fn server_error() -> Outcome {
+        Outcome::Retry {
+            error: DeliveryError::Status {
+                status: 503,
+                message: "busy".into(),
+            },
+            after: None,
+        }
+    }
+
+    fn refused(status: u16) -> Outcome {
+        Outcome::Fail(DeliveryError::Status {
+            status,
+            message: "no".into(),
+        })
+    }
+
+    fn ok(accepted: usize) -> Outcome {
+        Outcome::Answer(IngestAnswer {
+            accepted,
+            ..IngestAnswer::default()
+        })
+    }
+
+    /// A core with one batch of `len` events (numbered from 1) taken and
+    /// its first request sent, at `t0`.
+    fn sending(policy: Policy, len: usize, t0: Instant) -> Core {
+        let mut core = Core::new(policy, len as u64, t0, 7);
+        let a = core.on(Input::Wake, queued(1, len), t0);
+        assert!(matches!(a[..], [Action::Take { .. }]), "{a:?}");
+        let a = core.on(Input::Taken { len, first_seq: 1 }, empty(len as u64), t0);
+        assert!(matches!(a[..], [Action::Send { attempt: 0 }]), "{a:?}");
+        core
+    }
+
+    #[test]
+    fn a_full_batch_goes_at_once_and_a_partial_one_after_the_interval() {
+        let t0 = Instant::now();
+        let mut core = Core::new(policy(), 0, t0, 1);
+        // Two of three: nothing until the flush interval elapses.
+        assert!(core.on(Input::Wake, queued(1, 2), t0).is_empty());
+        assert_eq!(core.next_wake(), Some(t0 + 1000 * MS));
+        assert!(core.on(Input::Wake, queued(1, 2), t0 + 999 * MS).is_empty());
+        let a = core.on(Input::Wake, queued(1, 2), t0 + 1000 * MS);
+        assert!(
+            matches!(a[..], [Action::SyncLog, Action::Take { max: 3 }]),
+            "{a:?}"
+        );
+
+        // A third event fills the batch: taken without waiting.
+        let mut core = Core::new(policy(), 0, t0, 1);
+        assert!(core.on(Input::Wake, queued(1, 2), t0).is_empty());
+        let a = core.on(Input::Wake, queued(1, 3), t0 + 10 * MS);
+        assert!(matches!(a[..], [Action::Take { max: 3 }]), "{a:?}");
+        let a = core.on(
+            Input::Taken {
+                len: 3,
+                first_seq: 1,
+            },
+            empty(3),
+            t0 + 10 * MS,
+        );
+        assert!(matches!(a[..], [Action::Send { attempt: 0 }]), "{a:?}");
+        // While a batch is in flight the interval does not wake the sender.
+        assert_eq!(core.next_wake(), None);
+        assert!(!core.is_idle());
+    }
+
+    #[test]
+    fn events_refused_locally_make_an_empty_take_and_the_next_batch_follows() {
+        let t0 = Instant::now();
+        let mut core = Core::new(policy(), 0, t0, 1);
+        let a = core.on(Input::Wake, queued(1, 5), t0);
+        assert!(matches!(a[..], [Action::Take { max: 3 }]), "{a:?}");
+        // All three refused: the next three are taken at once.
+        let a = core.on(
+            Input::Taken {
+                len: 0,
+                first_seq: 0,
+            },
+            queued(4, 2),
+            t0,
+        );
+        assert!(a.is_empty(), "two of three wait for the interval: {a:?}");
+        assert!(core.is_idle());
+    }
+
+    #[test]
+    fn recovered_events_go_out_at_once() {
+        let t0 = Instant::now();
+        let mut core = Core::new(policy(), 2, t0, 1);
+        let a = core.on(Input::Wake, queued(1, 2), t0);
+        assert!(matches!(a[..], [Action::Take { max: 3 }]), "{a:?}");
+    }
+
+    /// Drives retries of one batch until the core gives up; returns the
+    /// wait before each retry.
+    fn retry_schedule(seed: u64) -> (Vec<Duration>, u32) {
+        let t0 = Instant::now();
+        let mut core = sending(policy(), 3, t0);
+        core.rng = StdRng::seed_from_u64(seed);
+        let mut now = t0;
+        let mut waits = Vec::new();
+        loop {
+            now += 50 * MS; // the request's round trip
+            let a = core.on(Input::Sent(server_error()), empty(3), now);
+            match &a[..] {
+                [Action::Backoff { at, attempt, error }] => {
+                    assert_eq!(*attempt as usize, waits.len() + 1);
+                    assert_eq!(error.status(), Some(503));
+                    assert_eq!(core.next_wake(), Some(*at));
+                    let wait = *at - now;
+                    waits.push(wait);
+                    // Nothing before the backoff ends ...
+                    if !wait.is_zero() {
+                        let early = core.on(Input::Wake, empty(3), *at - Duration::from_nanos(1));
+                        assert!(early.is_empty(), "{early:?}");
+                    }
+                    // ... then the same batch again.
+                    now = *at;
+                    let a = core.on(Input::Wake, empty(3), now);
+                    assert!(
+                        matches!(a[..], [Action::Send { attempt: n }] if n as usize == waits.len()),
+                        "{a:?}"
+                    );
+                }
+                [Action::Fail { error, attempts }] => {
+                    assert_eq!(error.status(), Some(503));
+                    return (waits, *attempts);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn retries_back_off_with_full_jitter_then_give_up() {
+        let backoff = policy().backoff;
+        for seed in 0..50 {
+            let (waits, attempts) = retry_schedule(seed);
+            // max_retries 3: four requests, three waits.
+            assert_eq!(attempts, 4);
+            assert_eq!(waits.len(), 3);
+            for (n, wait) in waits.iter().enumerate() {
+                // Retry n waits in [0, min(max, base × 2ⁿ)].
+                assert!(*wait <= backoff.ceiling(n as u32), "seed {seed}: {waits:?}");
+            }
+            // The jitter is the seed's: the same seed, the same schedule.
+            assert_eq!(retry_schedule(seed), (waits, attempts));
+        }
+    }
+
+    #[test]
+    fn zero_retries_give_up_after_one_request() {
+        let t0 = Instant::now();
+        let mut core = sending(
+            Policy {
+                max_retries: 0,
+                ..policy()
+            },
+            3,
+            t0,
+        );
+        let a = core.on(Input::Sent(server_error()), empty(3), t0 + MS);
+        assert!(matches!(a[..], [Action::Fail { attempts: 1, .. }]), "{a:?}");
+        assert!(core.is_idle());
+    }
+
+    #[test]
+    fn a_durable_queue_retries_without_limit() {
+        let t0 = Instant::now();
+        let mut core = sending(
+            Policy {
+                retry_forever: true,
+                ..policy()
+            },
+            3,
+            t0,
+        );
+        let mut now = t0;
+        for attempt in 1..100 {
+            let a = core.on(Input::Sent(server_error()), empty(3), now);
+            let [Action::Backoff { at, .. }] = a[..] else {
+                panic!("{a:?}")
+            };
+            // The ceiling stops growing at the backoff's max.
+            assert!(at - now <= 1000 * MS);
+            now = at;
+            let a = core.on(Input::Wake, empty(3), now);
+            assert!(
+                matches!(a[..], [Action::Send { attempt: n }] if n == attempt),
+                "{a:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_never_below_the_base() {
+        let t0 = Instant::now();
+        let mut core = sending(policy(), 3, t0);
+        let too_many = |after| {
+            Input::Sent(Outcome::Retry {
+                error: DeliveryError::Status {
+                    status: 429,
+                    message: "slow down".into(),
+                },
+                after: Some(after),
+            })
+        };
+        let a = core.on(too_many(2000 * MS), empty(3), t0);
+        // Above the backoff's max (1 s): the collector knows best.
+        assert!(
+            matches!(a[..], [Action::Backoff { at, .. }] if at == t0 + 2000 * MS),
+            "{a:?}"
+        );
+        assert!(core.on(Input::Wake, empty(3), t0 + 1999 * MS).is_empty());
+        let now = t0 + 2000 * MS;
+        let a = core.on(Input::Wake, empty(3), now);
+        assert!(matches!(a[..], [Action::Send { attempt: 1 }]), "{a:?}");
+        // `Retry-After: 0` waits the base, not a hot loop.
+        let a = core.on(too_many(Duration::ZERO), empty(3), now);
+        assert!(
+            matches!(a[..], [Action::Backoff { at, .. }] if at == now + 100 * MS),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn permanent_refusals_fail_at_once_and_413_halves_the_batch() {
+        for status in [400, 401, 403, 404, 422] {
+            let t0 = Instant::now();
+            let mut core = sending(policy(), 3, t0);
+            let a = core.on(Input::Sent(refused(status)), empty(3), t0 + MS);
+            match &a[..] {
+                [Action::Fail { error, attempts: 1 }] => assert_eq!(error.status(), Some(status)),
+                other => panic!("{status}: {other:?}"),
+            }
+            assert!(core.is_idle());
+        }
+
+        // 413: halve until one event is left, then give up on it.
+        let t0 = Instant::now();
+        let mut core = sending(policy(), 3, t0);
+        let a = core.on(Input::Sent(refused(413)), empty(3), t0);
+        assert!(
+            matches!(
+                a[..],
+                [Action::Split { keep: 1 }, Action::Send { attempt: 1 }]
+            ),
+            "{a:?}"
+        );
+        let a = core.on(Input::Sent(refused(413)), queued(2, 2), t0);
+        assert!(
+            matches!(
+                a[..],
+                [Action::Fail { attempts: 2, .. }, Action::Take { max: 3 }]
+            ),
+            "the rest is taken once the first fails: {a:?}"
+        );
+    }
+
+    #[test]
+    fn a_flush_sends_at_once_and_is_answered_when_its_events_settle() {
+        let t0 = Instant::now();
+        let mut core = Core::new(policy(), 0, t0, 1);
+        assert!(core.on(Input::Wake, queued(1, 2), t0).is_empty());
+        let flush = Input::Flush {
+            id: 1,
+            marker: 2,
+            deadline: t0 + 5000 * MS,
+        };
+        let a = core.on(flush, queued(1, 2), t0 + 10 * MS);
+        assert!(matches!(a[..], [Action::Take { max: 3 }]), "{a:?}");
+        let a = core.on(
+            Input::Taken {
+                len: 2,
+                first_seq: 1,
+            },
+            empty(2),
+            t0 + 10 * MS,
+        );
+        assert!(matches!(a[..], [Action::Send { attempt: 0 }]), "{a:?}");
+        // An event tracked after the flush does not hold it up.
+        let a = core.on(Input::Sent(ok(2)), queued(3, 1), t0 + 60 * MS);
+        assert!(
+            matches!(
+                a[..],
+                [
+                    Action::Delivered(_),
+                    Action::Answer {
+                        id: 1,
+                        expired: false,
+                        ..
+                    }
+                ]
+            ),
+            "{a:?}"
+        );
+        // Nothing waits any more: the interval is the next wake-up.
+        assert_eq!(core.next_wake(), Some(t0 + 1000 * MS));
+    }
+
+    #[test]
+    fn a_flush_with_nothing_pending_is_answered_at_once() {
+        let t0 = Instant::now();
+        let mut core = Core::new(policy(), 0, t0, 1);
+        let flush = Input::Flush {
+            id: 4,
+            marker: 0,
+            deadline: t0 + MS,
+        };
+        let a = core.on(flush, empty(0), t0);
+        assert!(
+            matches!(
+                a[..],
+                [Action::Answer {
+                    id: 4,
+                    expired: false,
+                    ..
+                }]
+            ),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn a_flush_times_out_during_retries_with_the_last_error() {
+        let t0 = Instant::now();
+        let mut core = sending(policy(), 3, t0);
+        let flush = Input::Flush {
+            id: 9,
+            marker: 3,
+            deadline: t0 + 300 * MS,
+        };
+        assert!(core.on(flush, empty(3), t0).is_empty());
+        let a = core.on(Input::Sent(server_error()), empty(3), t0 + 250 * MS);
+        assert!(matches!(a[..], [Action::Backoff { .. }]), "{a:?}");
+        // The deadline comes before the backoff ends (at most 100 ms later).
+        assert_eq!(core.next_wake(), Some(t0 + 300 * MS).min(core.next_wake()));
+        let a = core.on(Input::Wake, empty(3), t0 + 300 * MS);
+        let expired = a.iter().find_map(|a| match a {
+            Action::Answer {
+                id: 9,
+                expired: true,
+                last_error,
+            } => Some(last_error.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            expired.flatten().and_then(|e| e.status()),
+            Some(503),
+            "{a:?}"
+        );
+        // The batch is still retried for later.
+        assert!(!core.is_idle());
+    }
+
+    #[test]
+    fn shutdown_delivers_what_is_pending_then_stops() {
+        let t0 = Instant::now();
+        let mut core = Core::new(policy(), 0, t0, 1);
+        let shutdown = Input::Shutdown {
+            id: 1,
+            deadline: t0 + 5000 * MS,
+        };
+        let a = core.on(shutdown, queued(1, 1), t0);
+        assert!(
+            matches!(a[..], [Action::Close, Action::Take { max: 3 }]),
+            "{a:?}"
+        );
+        let a = core.on(
+            Input::Taken {
+                len: 1,
+                first_seq: 1,
+            },
+            empty(1),
+            t0,
+        );
+        assert!(matches!(a[..], [Action::Send { attempt: 0 }]), "{a:?}");
+        // A second shutdown meanwhile is answered with the first.
+        let again = Input::Shutdown {
+            id: 2,
+            deadline: t0 + 5000 * MS,
+        };
+        assert!(core.on(again, empty(1), t0).is_empty());
+        let a = core.on(Input::Sent(ok(1)), empty(1), t0 + 20 * MS);
+        let answered: Vec<WaiterId> = a
+            .iter()
+            .filter_map(|a| match a {
+                Action::Answer { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(answered, [2, 1], "{a:?}");
+        assert!(matches!(a.last(), Some(Action::Stop)));
+        assert!(core.is_done());
+        assert!(core.on(Input::Wake, empty(1), t0 + 30 * MS).is_empty());
+    }
+
+    #[test]
+    fn shutdown_abandons_pending_retries_at_its_deadline() {
+        let t0 = Instant::now();
+        let mut core = sending(policy(), 3, t0);
+        let shutdown = Input::Shutdown {
+            id: 1,
+            deadline: t0 + 150 * MS,
+        };
+        let a = core.on(shutdown, queued(4, 1), t0);
+        assert!(matches!(a[..], [Action::Close]), "{a:?}");
+        let a = core.on(
+            Input::Sent(Outcome::Retry {
+                error: DeliveryError::Timeout,
+                after: Some(1000 * MS),
+            }),
+            queued(4, 1),
+            t0 + 100 * MS,
+        );
+        assert!(matches!(a[..], [Action::Backoff { .. }]), "{a:?}");
+        // The deadline comes first: wake then, and give up on everything.
+        assert_eq!(core.next_wake(), Some(t0 + 150 * MS));
+        let a = core.on(Input::Wake, queued(4, 1), t0 + 150 * MS);
+        match &a[..] {
+            [
+                Action::Abandon {
+                    last_error: Some(DeliveryError::Timeout),
+                    attempts: 1,
+                },
+                Action::SyncLog,
+                Action::Answer {
+                    id: 1,
+                    expired: false,
+                    ..
+                },
+                Action::Stop,
+            ] => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(core.is_done());
+    }
+
+    #[test]
+    fn dropping_every_handle_gives_the_shutdown_timeout() {
+        let t0 = Instant::now();
+        let mut core = Core::new(policy(), 0, t0, 1);
+        assert!(core.on(Input::Wake, queued(1, 1), t0).is_empty());
+        let a = core.on(Input::Closed, queued(1, 1), t0);
+        assert!(
+            matches!(a[..], [Action::Close, Action::Take { max: 3 }]),
+            "{a:?}"
+        );
+        let a = core.on(
+            Input::Taken {
+                len: 1,
+                first_seq: 1,
+            },
+            empty(1),
+            t0,
+        );
+        assert!(matches!(a[..], [Action::Send { attempt: 0 }]), "{a:?}");
+        assert_eq!(core.next_wake(), Some(t0 + 5000 * MS));
+        let a = core.on(Input::Wake, empty(1), t0 + 5000 * MS);
+        assert!(
+            matches!(
+                a[..],
+                [
+                    Action::Abandon { .. },
+                    Action::SyncLog,
+                    Action::Answer { .. },
+                    Action::Stop
+                ]
+            ),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn huge_timeouts_saturate() {
+        let t0 = Instant::now();
+        assert!(later(t0, Duration::MAX) > t0 + Duration::from_secs(365 * 86_400));
+    }
+}
