@@ -1,6 +1,6 @@
 //! What `POST /v1/batch` and `POST /v1/track` accept and answer (SPEC §2):
-//! the request limits and the 200 answer, shared by the collector and every
-//! client (the Rust SDK among them) so that both sides read one definition.
+//! the request limits and the 200 answer, for clients of the collector (the
+//! Rust SDK uses them) so that they need not copy the collector's.
 
 use serde::{Deserialize, Serialize};
 
