@@ -277,6 +277,8 @@ impl Core {
             }
             Input::Closed => {
                 if self.exit.is_none() {
+                    // Nobody waits for this one: an id the worker never
+                    // hands out, whose answer it ignores.
                     let deadline = later(now, self.policy.shutdown_timeout);
                     self.begin_exit(WaiterId::MAX, deadline, out);
                 }
