@@ -4,11 +4,13 @@
 //! This crate deliberately depends on neither actix nor sled, so that the
 //! SDK can use the same types without pulling in the server.
 
+pub mod ingest;
 pub mod stage;
 pub mod time;
 pub mod validate;
 pub mod wire;
 
+pub use ingest::{IngestAnswer, IngestRejection};
 pub use stage::Stage;
 pub use validate::{
     Defaulted, ValidationError, validate_event, validate_event_json, validate_event_json_defaults,

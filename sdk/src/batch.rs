@@ -11,12 +11,10 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::Value;
 use tally_event::WireEvent;
+use tally_event::ingest::MAX_BODY_BYTES;
 use tally_event::validate::{MAX_PROPERTIES_BYTES, MAX_PROPERTIES_DEPTH};
 
 use crate::queue::Entry;
-
-/// Most bytes of a request body (SPEC §2: 5 MiB, after gzip inflation).
-pub(crate) const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 
 /// Budget for the serialized events of one request: the limit minus room
 /// for the envelope and for `"sent_at":"...",` in each of up to 1000 events.

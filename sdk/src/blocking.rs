@@ -29,9 +29,9 @@ use std::fmt;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::config::BuildError;
+use crate::BuildError;
 use crate::report::{DeliveryReport, FlushReport};
-use crate::worker::Reply;
+use crate::types::Reply;
 use crate::{DropPolicy, Person, Stats, Track};
 
 /// Grace beyond a deadline before a blocking call stops waiting for the

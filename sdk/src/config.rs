@@ -1,4 +1,5 @@
-//! Client configuration.
+//! Client configuration: the builder and its validation. Wiring the parts
+//! together is [`ClientBuilder::build`]'s, in `lib.rs`.
 
 use std::fmt;
 #[cfg(feature = "durable")]
@@ -9,38 +10,15 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::header::HeaderValue;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tally_event::ingest::MAX_BATCH_EVENTS;
 
 use crate::backoff::Backoff;
-use crate::queue::Queue;
 use crate::report::DeliveryReport;
-use crate::worker::{Sender, Worker};
-use crate::{Client, Handle};
-
-/// Most events the collector takes in one request (SPEC §2).
-pub(crate) const MAX_BATCH_SIZE: usize = 1000;
+use crate::types::{Callback, DropPolicy};
 
 /// Longest interval, timeout or backoff the builder accepts; longer values
 /// are clamped to it.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
-
-/// The delivery-report callback.
-pub(crate) type Callback = Arc<dyn Fn(&DeliveryReport) + Send + Sync + 'static>;
-
-/// Which event to discard when [`Track::send`](crate::Track::send) finds the
-/// queue full. Either way the loss is counted in
-/// [`Stats::dropped`](crate::Stats::dropped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DropPolicy {
-    /// Refuse the new event: `send` returns
-    /// [`TrackError::QueueFull`](crate::TrackError::QueueFull). The default:
-    /// what is already queued is kept in order.
-    #[default]
-    Newest,
-    /// Make room by discarding the oldest queued event; `send` succeeds.
-    /// Keeps the most recent activity during a long outage.
-    Oldest,
-}
 
 /// Why [`ClientBuilder::build`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +51,7 @@ pub enum BuildError {
     Io(#[from] std::io::Error),
 }
 
-/// Configures a [`Client`] (from [`Client::builder`]) or, through
+/// Configures a [`Client`](crate::Client) (from [`Client::builder`](crate::Client::builder)) or, through
 /// [`blocking::ClientBuilder`](crate::blocking::ClientBuilder), a blocking
 /// one.
 ///
@@ -172,7 +150,7 @@ impl ClientBuilder {
         self
     }
 
-    /// `false` builds a [disabled](Client::disabled) client: `track` checks
+    /// `false` builds a [disabled](crate::Client::disabled) client: `track` checks
     /// events but sends and queues nothing, and `build` then needs neither
     /// a runtime nor a valid endpoint or key (default true). For tests, or
     /// an app whose user opted out of analytics.
@@ -252,7 +230,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Deadline of [`Client::flush`] and [`Client::shutdown`], and of the
+    /// Deadline of [`Client::flush`](crate::Client::flush) and [`Client::shutdown`](crate::Client::shutdown), and of the
     /// best-effort delivery after the last clone is dropped (default 5 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -296,24 +274,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Builds the client and starts its background sender on the current
-    /// Tokio runtime.
-    ///
-    /// Fails on an invalid endpoint, write key or setting, or when called
-    /// outside a runtime ([`BuildError::NoRuntime`]).
-    pub fn build(self) -> Result<Client, BuildError> {
-        if !self.enabled {
-            return Ok(Client::disabled_with(self.defaults));
-        }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        let (client, worker) = self.into_parts()?;
-        runtime.spawn(worker.run());
-        Ok(client)
-    }
-
-    /// Validates the settings and creates the client handle and its (not yet
-    /// running) background task.
-    pub(crate) fn into_parts(self) -> Result<(Client, Worker), BuildError> {
+    /// Checks every setting once and returns them validated and clamped;
+    /// [`build`](Self::build) (in `lib.rs`) wires the parts from this.
+    pub(crate) fn validate(self) -> Result<Config, BuildError> {
         let url = batch_url(&self.endpoint)?;
         if self.write_key.is_empty() {
             return Err(BuildError::InvalidWriteKey("it is empty"));
@@ -323,9 +286,9 @@ impl ClientBuilder {
                 BuildError::InvalidWriteKey("it contains characters not allowed in an HTTP header")
             })?;
         auth.set_sensitive(true);
-        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+        if !(1..=MAX_BATCH_EVENTS).contains(&self.batch_size) {
             return Err(BuildError::InvalidSetting(format!(
-                "batch_size must be 1 to {MAX_BATCH_SIZE}, got {}",
+                "batch_size must be 1 to {MAX_BATCH_EVENTS}, got {}",
                 self.batch_size
             )));
         }
@@ -344,66 +307,49 @@ impl ClientBuilder {
                 "request_timeout must be positive".into(),
             ));
         }
-        let flush_interval = self.flush_interval.min(MAX_DURATION);
-        let request_timeout = self.request_timeout.min(MAX_DURATION);
-        let shutdown_timeout = self.shutdown_timeout.min(MAX_DURATION);
         let backoff_max = self.backoff_max.min(MAX_DURATION);
-        let backoff = Backoff::new(self.backoff_base.min(backoff_max), backoff_max);
-
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(request_timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("tally-sdk/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-
-        let queue = Arc::new(Queue::new(
-            self.queue_capacity,
-            self.batch_size,
-            self.drop_policy,
-        ));
-        #[cfg(feature = "durable")]
-        let durable = match &self.durable_dir {
-            Some(dir) => {
-                let (log, recovered) = crate::durable::Log::open(dir)?;
-                queue.attach_log(log, recovered);
-                true
-            }
-            None => false,
-        };
-        #[cfg(not(feature = "durable"))]
-        let durable = false;
-
-        let (commands, command_rx) = mpsc::unbounded_channel();
-        let worker = Worker::new(
-            queue.clone(),
-            Sender {
-                http,
-                url,
-                auth,
-                gzip: self.gzip,
-            },
-            crate::worker::Settings {
-                batch_size: self.batch_size,
-                flush_interval,
-                shutdown_timeout,
-                max_retries: self.max_retries,
-                retry_forever: durable,
-                backoff,
-                callback: self.on_delivery,
-            },
-            command_rx,
-        );
-        let client = Client {
-            inner: Arc::new(Handle {
-                queue,
-                commands,
-                shutdown_timeout,
-                defaults: self.defaults,
-                enabled: true,
-            }),
-        };
-        Ok((client, worker))
+        Ok(Config {
+            url,
+            auth,
+            batch_size: self.batch_size,
+            flush_interval: self.flush_interval.min(MAX_DURATION),
+            queue_capacity: self.queue_capacity,
+            request_timeout: self.request_timeout.min(MAX_DURATION),
+            max_retries: self.max_retries,
+            backoff: Backoff::new(self.backoff_base.min(backoff_max), backoff_max),
+            drop_policy: self.drop_policy,
+            shutdown_timeout: self.shutdown_timeout.min(MAX_DURATION),
+            gzip: self.gzip,
+            on_delivery: self.on_delivery,
+            #[cfg(feature = "durable")]
+            durable_dir: self.durable_dir,
+            defaults: self.defaults,
+        })
     }
+
+    /// The default properties, for a disabled client.
+    pub(crate) fn into_defaults(self) -> Map<String, Value> {
+        self.defaults
+    }
+}
+
+/// The builder's settings, validated and clamped.
+pub(crate) struct Config {
+    pub(crate) url: Url,
+    pub(crate) auth: HeaderValue,
+    pub(crate) batch_size: usize,
+    pub(crate) flush_interval: Duration,
+    pub(crate) queue_capacity: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_retries: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) drop_policy: DropPolicy,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) gzip: bool,
+    pub(crate) on_delivery: Option<Callback>,
+    #[cfg(feature = "durable")]
+    pub(crate) durable_dir: Option<PathBuf>,
+    pub(crate) defaults: Map<String, Value>,
 }
 
 impl fmt::Debug for ClientBuilder {

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use rand::Rng;
 use tally_event::validate::MAX_PERSON_KEY_BYTES;
 
-use crate::track::{new_event_id, now_ms};
+use tally_event::time::now_ms;
+
+use crate::track::new_event_id;
 
 /// The name of the event [`Client::identify`](crate::Client::identify)
 /// sends, the same as the browser SDK's `tally.identify(userId)`: look for

@@ -140,11 +140,14 @@ pub mod blocking;
 mod config;
 #[cfg(feature = "durable")]
 mod durable;
+mod http;
 mod identity;
 mod person;
 mod queue;
 mod report;
+mod sender;
 mod track;
+mod types;
 mod worker;
 
 use std::fmt;
@@ -153,19 +156,22 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-pub use config::{BuildError, ClientBuilder, DropPolicy};
+pub use config::{BuildError, ClientBuilder};
 pub use identity::{IDENTIFY_EVENT, new_anonymous_id, stored_anonymous_id};
 pub use person::Person;
 pub use queue::Stats;
 pub use report::{DeliveryError, DeliveryReport, FlushReport, Rejection};
-pub use track::{Track, TrackError};
+pub use track::Track;
+pub use types::{DropPolicy, TrackError};
 
 pub use serde_json;
 pub use tally_event::{Stage, WireEvent};
 pub use uuid::Uuid;
 
+use http::Sender;
 use queue::Queue;
-use worker::{Command, Reply};
+use types::{Command, Reply};
+use worker::Worker;
 
 /// A handle to the background sender. Cheap to clone; all clones share one
 /// queue and one sender.
@@ -355,6 +361,84 @@ impl Client {
     /// A snapshot of the delivery counters.
     pub fn stats(&self) -> Stats {
         self.inner.queue.stats()
+    }
+}
+
+impl ClientBuilder {
+    /// Builds the client and starts its background sender on the current
+    /// Tokio runtime.
+    ///
+    /// Fails on an invalid endpoint, write key or setting, or when called
+    /// outside a runtime ([`BuildError::NoRuntime`]).
+    pub fn build(self) -> Result<Client, BuildError> {
+        if !self.is_enabled() {
+            return Ok(Client::disabled_with(self.into_defaults()));
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let (client, worker) = self.into_parts()?;
+        runtime.spawn(worker.run());
+        Ok(client)
+    }
+
+    /// Validates the settings and creates the client handle and its (not yet
+    /// running) background task.
+    pub(crate) fn into_parts(self) -> Result<(Client, Worker), BuildError> {
+        let config = self.validate()?;
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("tally-sdk/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+
+        let queue = Arc::new(Queue::new(
+            config.queue_capacity,
+            config.batch_size,
+            config.drop_policy,
+        ));
+        #[cfg(feature = "durable")]
+        let durable = match &config.durable_dir {
+            Some(dir) => {
+                let (log, recovered) = durable::Log::open(dir)?;
+                queue.attach_log(log, recovered);
+                true
+            }
+            None => false,
+        };
+        #[cfg(not(feature = "durable"))]
+        let durable = false;
+
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let worker = Worker::new(
+            queue.clone(),
+            Sender {
+                http,
+                url: config.url,
+                auth: config.auth,
+                gzip: config.gzip,
+            },
+            worker::Settings {
+                policy: sender::Policy {
+                    batch_size: config.batch_size,
+                    flush_interval: config.flush_interval,
+                    shutdown_timeout: config.shutdown_timeout,
+                    max_retries: config.max_retries,
+                    retry_forever: durable,
+                    backoff: config.backoff,
+                },
+                callback: config.on_delivery,
+            },
+            command_rx,
+        );
+        let client = Client {
+            inner: Arc::new(Handle {
+                queue,
+                commands,
+                shutdown_timeout: config.shutdown_timeout,
+                defaults: config.defaults,
+                enabled: true,
+            }),
+        };
+        Ok((client, worker))
     }
 }
 

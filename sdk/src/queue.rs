@@ -8,8 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tally_event::WireEvent;
 use tokio::sync::Notify;
 
-use crate::config::DropPolicy;
-use crate::track::TrackError;
+use crate::types::{DropPolicy, TrackError};
 
 /// Delivery counters, from [`Client::stats`](crate::Client::stats).
 ///

@@ -4,33 +4,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use serde_json::{Map, Value};
-use tally_event::time::{MAX_FUTURE_MS, MIN_EVENT_MS};
+use tally_event::time::{MAX_FUTURE_MS, MIN_EVENT_MS, now_ms};
 use tally_event::validate::{MAX_EVENT_NAME_BYTES, MAX_PERSON_KEY_BYTES};
 use tally_event::{Stage, WireEvent};
 use uuid::Uuid;
 
 use crate::person::Person;
 use crate::queue::Queue;
-
-/// Why [`Track::send`] did not queue an event. Each case is also counted in
-/// [`Stats`](crate::Stats).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TrackError {
-    /// The collector would reject the event (e.g. an empty name); counted
-    /// in [`Stats::invalid`](crate::Stats::invalid).
-    #[error("invalid event: {0}")]
-    Invalid(String),
-    /// The queue was full and the drop policy is
-    /// [`Newest`](crate::DropPolicy::Newest); counted in
-    /// [`Stats::dropped`](crate::Stats::dropped).
-    #[error("the event queue is full: event dropped")]
-    QueueFull,
-    /// The client was shut down; counted in
-    /// [`Stats::dropped`](crate::Stats::dropped).
-    #[error("the client is shut down: event dropped")]
-    Closed,
-}
+use crate::types::TrackError;
 
 /// An event being built, from [`Client::track`](crate::Client::track).
 /// Queue it with [`send`](Track::send); dropping it discards it.
@@ -258,10 +239,6 @@ pub(crate) fn new_event_id(unix_ms: i64) -> Uuid {
     let random: [u8; 10] = rand::rng().random();
     uuid::Builder::from_unix_timestamp_millis(u64::try_from(unix_ms).unwrap_or(0), &random)
         .into_uuid()
-}
-
-pub(crate) fn now_ms() -> i64 {
-    system_time_ms(SystemTime::now())
 }
 
 fn system_time_ms(t: SystemTime) -> i64 {

@@ -8,6 +8,7 @@ mod durable;
 mod fake;
 mod faults;
 mod identity;
+mod layout;
 mod proxy;
 mod refusals;
 
