@@ -171,3 +171,47 @@ fn keep_leaves_out_events_older_than_it() {
     assert_eq!(exported(&store), vec![2]);
     assert_eq!(rows(&store), 1);
 }
+
+#[test]
+fn a_deleted_users_links_no_longer_hold_for_later_visits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &StoreOptions::default());
+    store.append(sample()).unwrap();
+    store.sync().unwrap();
+    assert_eq!(store.delete_person("u1").unwrap(), 3);
+    // The visitor comes back anonymously: it is its own person now.
+    store
+        .append(vec![ev(8, None, Some("a1"), "page_view", T + 20)])
+        .unwrap();
+    store.sync().unwrap();
+    let persons = |store: &DiskStore| -> Vec<u32> {
+        let rows = store
+            .scan(&Scan {
+                from: T + 20,
+                to: T + 21,
+                ..Scan::default()
+            })
+            .unwrap();
+        rows.iter().flat_map(|r| r.person.clone()).collect()
+    };
+    let keys = store.person_keys();
+    assert_eq!(
+        persons(&store)
+            .iter()
+            .map(|p| keys[p].as_str())
+            .collect::<Vec<_>>(),
+        ["a1"]
+    );
+    store.close().unwrap();
+    drop(store);
+    let store = open(dir.path(), &StoreOptions::default());
+    let keys = store.person_keys();
+    assert_eq!(
+        persons(&store)
+            .iter()
+            .map(|p| keys[p].as_str())
+            .collect::<Vec<_>>(),
+        ["a1"],
+        "after a restart too"
+    );
+}

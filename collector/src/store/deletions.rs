@@ -103,6 +103,18 @@ impl Deletions {
         Ok(())
     }
 
+    /// Drops the links that made the deleted persons' anonymous ids count
+    /// for them: the linking events are deleted too, so the ids' later
+    /// events count for themselves (until a compaction, which recomputes
+    /// links from the events that remain, finds any other).
+    pub fn unlink(&self, links: &mut super::links::Links) {
+        for d in &self.list {
+            for &anon in &d.anonymous {
+                links.forget(anon, d.person);
+            }
+        }
+    }
+
     /// True when nothing is deleted.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()

@@ -1061,6 +1061,10 @@ impl DiskStore {
                 Ok(())
             })?;
         }
+        // A deleted person's linking events are gone for every read: their
+        // links no longer hold (the log's links, all newer, follow).
+        let deletions = Deletions::load(&self.dir)?;
+        deletions.unlink(&mut links);
 
         // Replaying interns exactly as the writer did: a person or name the
         // last seal published has its id; newer ones get the next ids in
@@ -1104,7 +1108,7 @@ impl DiskStore {
                 persons,
                 wal: plan.wal,
                 links,
-                deletions: Arc::new(Deletions::load(&self.dir)?),
+                deletions: Arc::new(deletions),
             },
             persons: published,
             wal_valid,
@@ -2298,7 +2302,10 @@ impl EventStore for DiskStore {
             };
             let mut all = (*s.shared.read().deletions).clone();
             all.append(&s.dir, deletion)?;
-            s.shared.write().deletions = Arc::new(all);
+            let mut shared = s.shared.write();
+            all.unlink(&mut shared.links);
+            shared.deletions = Arc::new(all);
+            drop(shared);
             debug_assert_eq!(counted(s)?, 0);
             Ok(deleted)
         })

@@ -141,6 +141,14 @@ impl Links {
             .clone()
     }
 
+    /// Forgets `anon`'s link if it is to `user`.
+    pub fn forget(&mut self, anon: u32, user: u32) {
+        if self.by_person.get(&anon).is_some_and(|l| l.user == user) {
+            self.by_person.remove(&anon);
+            self.remap = OnceLock::new();
+        }
+    }
+
     /// The user an anonymous id's person is linked to.
     pub fn user_of(&self, anon: u32) -> Option<u32> {
         self.by_person.get(&anon).map(|l| l.user)
