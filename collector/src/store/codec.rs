@@ -39,7 +39,7 @@ use crate::error::Error;
 /// property files of its chunks.
 pub const FORMAT_VERSION: u8 = 3;
 
-/// The oldest version whose values [`check_version`] accepts.
+/// The oldest version whose values are read (by `check_version`).
 pub const OLDEST_READABLE: u8 = 2;
 
 /// First bytes of every property file.

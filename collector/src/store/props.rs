@@ -127,7 +127,7 @@ impl Building {
 
 /// Builds one name's bitmap and columns from its events, in row order: one
 /// parse per event and one walk of its object, a column per path met
-/// (paths as [`flatten`] gives them: objects are values too, keys with a
+/// (paths as `tally_query::filter::flatten` gives them: objects are values too, keys with a
 /// dot and `null`s are left out), then the most used [`MAX_PATHS`] kept.
 pub fn build_name(name: u32, events: &[&Event]) -> BuiltName {
     fn walk(
