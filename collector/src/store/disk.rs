@@ -2719,7 +2719,7 @@ mod tests {
         let mut v: Vec<String> = std::fs::read_dir(dir.join(sub))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| !name.ends_with(".props"))
+            .filter(|name| !name.ends_with(".props") && !name.ends_with(".props.tmp"))
             .collect();
         v.sort();
         v
