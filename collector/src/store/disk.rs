@@ -1992,8 +1992,8 @@ impl Shared {
 /// file's): for each anonymous id a linking event of the chunk names, its
 /// link if the chunk holds the winning one (so each link is written about
 /// once, not by every chunk that repeats it); and for each person key the
-/// chunk introduced that had a link waiting under its key, that link, now
-/// by id. `base` is what was known, `pending` offers not in it yet (the
+/// chunk introduced that is linked, its link by id (a link made before the
+/// key had an id was recorded under the key). `base` is what was known, `pending` offers not in it yet (the
 /// sealing commit's); `person` finds a key's id.
 fn link_records(
     base: &Links,
@@ -2022,13 +2022,15 @@ fn link_records(
     }
     let mut out = Vec::new();
     let mut done = HashSet::new();
+    let introduced_here: HashSet<&str> = introduced.iter().copied().collect();
     for &key in keys.iter().chain(introduced) {
         if !done.insert(key) {
             continue;
         }
+        let here = introduced_here.contains(key);
         let anon = resolve(key);
         let waiting = base.best(&LinkAnon::Key(key.to_string()));
-        for known in [base.best(&anon), waiting.clone(), own.best(&anon)]
+        for known in [base.best(&anon), waiting, own.best(&anon)]
             .into_iter()
             .flatten()
         {
@@ -2040,9 +2042,11 @@ fn link_records(
         let Some(best) = merged.best(&anon) else {
             continue;
         };
+        // A key introduced here may have had its link waiting under the
+        // key in an earlier file (it was resolved in memory when the key
+        // got its id): recorded again, by id, where the id is given.
         let ours = own.best(&anon).is_some_and(|o| o == best);
-        let resolved_here = waiting.is_some() && introduced.contains(&key);
-        if ours || resolved_here {
+        if ours || here {
             out.push(best);
         }
     }
