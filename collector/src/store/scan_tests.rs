@@ -138,7 +138,7 @@ fn open(dir: &Path, chunk_events: usize, read_only: bool) -> DiskStore {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn disk_scans_agree_with_the_in_memory_statement(
