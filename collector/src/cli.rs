@@ -496,6 +496,12 @@ impl From<crate::remote::RemoteError> for Failure {
     }
 }
 
+impl From<tally_store::Error> for Failure {
+    fn from(e: tally_store::Error) -> Self {
+        Error::from(e).into()
+    }
+}
+
 impl From<QueryError> for Failure {
     fn from(e: QueryError) -> Self {
         Error::Query(e).into()
@@ -724,7 +730,7 @@ fn compact(a: CompactArgs) -> Result<ExitCode, Failure> {
             ..StoreOptions::default()
         },
     )
-    .map_err(|e| match e {
+    .map_err(|e| match Error::from(e) {
         Error::Locked { path } => Failure::Failed(format!(
             "the data directory {} is in use by another process (is `tally serve` running?); \
              it compacts the store by itself",
@@ -782,13 +788,15 @@ fn delete_person(a: DeletePersonArgs) -> Result<ExitCode, Failure> {
                     data.display()
                 )));
             }
-            let store = DiskStore::open(&dir, &StoreOptions::default()).map_err(|e| match e {
-                Error::Locked { path } => Failure::Failed(format!(
-                    "the data directory {} is in use by another process (is `tally serve` \
+            let store = DiskStore::open(&dir, &StoreOptions::default()).map_err(|e| {
+                match Error::from(e) {
+                    Error::Locked { path } => Failure::Failed(format!(
+                        "the data directory {} is in use by another process (is `tally serve` \
                      running?); delete through it with --server URL --key ADMIN_KEY",
-                    path.display()
-                )),
-                other => other.into(),
+                        path.display()
+                    )),
+                    other => other.into(),
+                }
             })?;
             store.delete_person(&a.person)?
         }
@@ -830,13 +838,15 @@ fn backup(a: BackupArgs) -> Result<ExitCode, Failure> {
                     data.display()
                 )));
             }
-            let store = DiskStore::open(&dir, &StoreOptions::default()).map_err(|e| match e {
-                Error::Locked { path } => Failure::Failed(format!(
-                    "the data directory {} is in use by another process (is `tally serve` \
+            let store = DiskStore::open(&dir, &StoreOptions::default()).map_err(|e| {
+                match Error::from(e) {
+                    Error::Locked { path } => Failure::Failed(format!(
+                        "the data directory {} is in use by another process (is `tally serve` \
                      running?); back it up through it with --server URL --key ADMIN_KEY",
-                    path.display()
-                )),
-                other => other.into(),
+                        path.display()
+                    )),
+                    other => other.into(),
+                }
             })?;
             crate::backup::backup(&store, &data, &a.dest).map_err(|e| match e {
                 Error::Config(m) => Failure::Usage(m),
@@ -1030,14 +1040,14 @@ fn open_existing(data: &Path, skip_damaged: bool) -> Result<DiskStore, Error> {
             data.display()
         )));
     }
-    DiskStore::open(
+    Ok(DiskStore::open(
         &dir,
         &StoreOptions {
             skip_damaged,
             read_only: true,
             ..StoreOptions::default()
         },
-    )
+    )?)
 }
 
 fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
@@ -1054,7 +1064,7 @@ fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
         Some(_) => None,
         None => Some(
             DiskStore::open(&Config::store_dir(&a.data), &StoreOptions::default()).map_err(
-                |e| match e {
+                |e| match Error::from(e) {
                     Error::Locked { path } => Failure::Failed(format!(
                         "the data directory {} is in use by another process (is `tally serve` \
                          running?); send the file to it with `tally import FILE --server URL \

@@ -21,7 +21,8 @@ pub fn export(
             return Ok(());
         }
         n += 1;
-        writeln!(out, "{}", e.to_json_line()).map_err(|e| Error::io("writing the export", e))
+        writeln!(out, "{}", e.to_json_line())
+            .map_err(|e| crate::store::Error::io("writing the export", e))
     })?;
     out.flush()
         .map_err(|e| Error::io("writing the export", e))?;
@@ -43,7 +44,8 @@ pub fn export_intact(
         to,
         &mut |e| {
             n += 1;
-            writeln!(out, "{}", e.to_json_line()).map_err(|e| Error::io("writing the export", e))
+            writeln!(out, "{}", e.to_json_line())
+                .map_err(|e| crate::store::Error::io("writing the export", e))
         },
         skipped,
     )?;
@@ -58,7 +60,7 @@ mod tests {
     use tally_query::{NameId, QueryError, Rows, Scan, Source};
 
     use super::*;
-    use crate::store::Outcome;
+    use crate::store::{Error, Outcome};
 
     /// A backend that hands `scan_events` every event, whatever the range.
     struct Unfiltered(Vec<Event>);

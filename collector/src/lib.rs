@@ -14,6 +14,8 @@ pub mod import;
 pub mod keys;
 pub mod remote;
 pub mod review;
-pub mod store;
 
 pub use error::Error;
+/// The event store, its own crate (`tally-store`); re-exported so
+/// `tally_collector::store::…` paths keep working.
+pub use tally_store as store;

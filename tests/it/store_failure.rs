@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::json;
 use tally_collector::config::Config;
-use tally_collector::store::{EventStore, Outcome};
-use tally_collector::{Error, http};
+use tally_collector::http;
+use tally_collector::store::{Error, EventStore, Outcome};
+
 use tally_event::Event;
 use tally_query::{MemSource, NameId, QueryError, Rows, Scan, Source};
 

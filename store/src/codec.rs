@@ -28,7 +28,7 @@ use bincode::{Decode, Encode};
 use tally_event::{Event, Stage};
 use uuid::Uuid;
 
-use crate::error::Error;
+use crate::Error;
 
 /// Version of everything below. Bump it, and add a migration or a clear
 /// refusal, whenever any encoding changes. Version 1 kept everything in
@@ -39,7 +39,7 @@ use crate::error::Error;
 /// property files of its chunks.
 pub const FORMAT_VERSION: u8 = 3;
 
-/// The oldest version whose values [`check_version`] accepts.
+/// The oldest version whose values `check_version` accepts.
 pub const OLDEST_READABLE: u8 = 2;
 
 /// First bytes of every property file.

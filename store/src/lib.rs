@@ -1,5 +1,5 @@
-//! Where events live. HTTP, import and the analyses talk to the
-//! [`EventStore`] trait; only [`disk`] touches sled and the store's files,
+//! `tally-store`: where events live. HTTP, import and the analyses talk to
+//! the [`EventStore`] trait; only [`disk`] touches sled and the store's files,
 //! and only [`codec`] knows the bytes on disk. A second backend (ClickHouse is
 //! planned for scale-out) plugs in by implementing the trait.
 
@@ -9,6 +9,7 @@ pub mod codec;
 mod delete_tests;
 pub mod deletions;
 pub mod disk;
+mod error;
 pub mod links;
 #[cfg(test)]
 mod powercut;
@@ -56,7 +57,7 @@ mod hooks {
 }
 use tally_query::Source;
 
-use crate::error::Error;
+pub use error::{Error, IndexError};
 
 pub use disk::{DiskStore, StoreOptions};
 pub use writer::{CommitReply, Writer};

@@ -21,7 +21,7 @@ use tally_event::Event;
 use super::super::EventStore;
 use super::super::chunk;
 use super::{DiskStore, StoreOptions};
-use crate::error::Error;
+use crate::Error;
 
 /// Written (and fsync'd) into a new store once it holds everything: the
 /// swap's commit point.
@@ -325,7 +325,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::store::Outcome;
+    use crate::Outcome;
 
     const T: i64 = 1_800_000_000_000;
 

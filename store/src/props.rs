@@ -28,7 +28,7 @@ use tally_query::filter::{GroupValue, Prop, Where};
 use super::codec::{
     self, LinkRecord, NameProps, PathColumn, PropValue, PropsNameIndex, PropsTrailer, Section,
 };
-use crate::error::Error;
+use crate::Error;
 
 /// Most property paths with a column per event name and chunk. Events with
 /// more distinct paths than this are rare in product analytics (PostHog
@@ -127,7 +127,7 @@ impl Building {
 
 /// Builds one name's bitmap and columns from its events, in row order: one
 /// parse per event and one walk of its object, a column per path met
-/// (paths as [`flatten`] gives them: objects are values too, keys with a
+/// (paths as `flatten` gives them: objects are values too, keys with a
 /// dot and `null`s are left out), then the most used [`MAX_PATHS`] kept.
 pub fn build_name(name: u32, events: &[&Event]) -> BuiltName {
     fn walk(

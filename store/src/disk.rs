@@ -48,7 +48,7 @@ use super::props::{self, PathValues, PropsFile};
 use super::recovery;
 use super::wal::{self, Wal};
 use super::{EventStore, Outcome};
-use crate::error::Error;
+use crate::Error;
 
 mod compact;
 pub use compact::Compacted;
@@ -3250,7 +3250,7 @@ mod tests {
                     );
                 }
                 Err(e) => assert!(
-                    matches!(e, Error::Damaged(_) | Error::Corrupt(_) | Error::Sled(_)),
+                    matches!(e, Error::Damaged(_) | Error::Corrupt(_) | Error::Index(_)),
                     "byte {at}: {e}"
                 ),
             }
