@@ -1,8 +1,10 @@
 //! The store's one error type. Nothing of sled shows in it: an index
-//! failure is an opaque [`IndexError`], so the collector maps
+//! failure is an opaque [`IndexError`] (defined in `index.rs`), so the collector maps
 //! [`Error`] into its own without naming the index's library.
 
 use std::path::PathBuf;
+
+pub use crate::index::IndexError;
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -67,28 +69,5 @@ impl Error {
             context: context.into(),
             source,
         }
-    }
-}
-
-/// A failure of the index (today sled), opaque so its type stays inside
-/// this crate.
-#[derive(Debug)]
-pub struct IndexError(sled::Error);
-
-impl std::fmt::Display for IndexError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for IndexError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
-
-impl From<sled::Error> for Error {
-    fn from(e: sled::Error) -> Self {
-        Error::Index(IndexError(e))
     }
 }

@@ -1,6 +1,6 @@
 //! `tally-store`: where events live. HTTP, import and the analyses talk to
-//! the [`EventStore`] trait; only [`disk`] touches sled and the store's files,
-//! and only [`codec`] knows the bytes on disk. A second backend (ClickHouse is
+//! the [`EventStore`] trait; only [`disk`] touches the store's files, only
+//! its `index` module names sled, and only [`codec`] knows the bytes on disk. A second backend (ClickHouse is
 //! planned for scale-out) plugs in by implementing the trait.
 
 pub mod chunk;
@@ -10,6 +10,7 @@ mod delete_tests;
 pub mod deletions;
 pub mod disk;
 mod error;
+mod index;
 pub mod links;
 #[cfg(test)]
 mod powercut;
