@@ -9,9 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use tally_event::time::{format_rfc3339, parse_date_or_rfc3339};
 use tally_query::{Format, QueryError};
 
+use crate::backend;
 use crate::config::Config;
 use crate::error::Error;
-use crate::store::{DiskStore, EventStore, StoreOptions};
+use crate::store::{EventStore, StoreOptions};
 
 /// What `tally --help` starts with.
 const ABOUT: &str = "\
@@ -723,8 +724,8 @@ fn compact(a: CompactArgs) -> Result<ExitCode, Failure> {
             a.data.display()
         )));
     }
-    let store = DiskStore::open(
-        &dir,
+    let store = backend::open(
+        &a.data,
         &StoreOptions {
             keep_ms,
             ..StoreOptions::default()
@@ -788,7 +789,7 @@ fn delete_person(a: DeletePersonArgs) -> Result<ExitCode, Failure> {
                     data.display()
                 )));
             }
-            let store = DiskStore::open(&dir, &StoreOptions::default()).map_err(|e| {
+            let store = backend::open(&data, &StoreOptions::default()).map_err(|e| {
                 match Error::from(e) {
                     Error::Locked { path } => Failure::Failed(format!(
                         "the data directory {} is in use by another process (is `tally serve` \
@@ -838,7 +839,7 @@ fn backup(a: BackupArgs) -> Result<ExitCode, Failure> {
                     data.display()
                 )));
             }
-            let store = DiskStore::open(&dir, &StoreOptions::default()).map_err(|e| {
+            let store = backend::open(&data, &StoreOptions::default()).map_err(|e| {
                 match Error::from(e) {
                     Error::Locked { path } => Failure::Failed(format!(
                         "the data directory {} is in use by another process (is `tally serve` \
@@ -877,11 +878,11 @@ fn check(a: CheckArgs) -> Result<ExitCode, Failure> {
         )));
     }
     let repaired = if a.repair {
-        DiskStore::repair(&dir)?
+        backend::repair(&a.data)?
     } else {
         Vec::new()
     };
-    let report = DiskStore::check(&dir)?;
+    let report = backend::check(&a.data)?;
     if json {
         println!(
             "{}",
@@ -1031,7 +1032,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
 }
 
 /// Opens an existing data directory, refusing to create one by accident.
-fn open_existing(data: &Path, skip_damaged: bool) -> Result<DiskStore, Error> {
+fn open_existing(data: &Path, skip_damaged: bool) -> Result<backend::Backend, Error> {
     let dir = Config::store_dir(data);
     if !dir.exists() {
         return Err(Error::Config(format!(
@@ -1040,8 +1041,8 @@ fn open_existing(data: &Path, skip_damaged: bool) -> Result<DiskStore, Error> {
             data.display()
         )));
     }
-    Ok(DiskStore::open(
-        &dir,
+    Ok(backend::open(
+        data,
         &StoreOptions {
             skip_damaged,
             read_only: true,
@@ -1062,19 +1063,17 @@ fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
     }
     let store = match &a.server {
         Some(_) => None,
-        None => Some(
-            DiskStore::open(&Config::store_dir(&a.data), &StoreOptions::default()).map_err(
-                |e| match Error::from(e) {
-                    Error::Locked { path } => Failure::Failed(format!(
-                        "the data directory {} is in use by another process (is `tally serve` \
+        None => Some(backend::open(&a.data, &StoreOptions::default()).map_err(
+            |e| match Error::from(e) {
+                Error::Locked { path } => Failure::Failed(format!(
+                    "the data directory {} is in use by another process (is `tally serve` \
                          running?); send the file to it with `tally import FILE --server URL \
                          --key WRITE_KEY` instead",
-                        path.display()
-                    )),
-                    other => other.into(),
-                },
-            )?,
-        ),
+                    path.display()
+                )),
+                other => other.into(),
+            },
+        )?),
     };
     let key = match &a.server {
         Some(_) => Some(a.key.clone().ok_or_else(|| {

@@ -3,6 +3,7 @@
 //! ARCHITECTURE.md at the repository root for the bird's-eye view.
 
 pub mod analysis;
+pub mod backend;
 pub mod backup;
 pub mod catalog;
 pub mod cli;

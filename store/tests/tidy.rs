@@ -204,3 +204,21 @@ fn the_dependency_reader_sees_the_tables() {
     assert!(dependencies("sdk").iter().any(|d| d == "tally-event"));
     assert!(!offending(&["store/src"], &["sled::"], &[]).is_empty());
 }
+
+#[test]
+fn one_place_chooses_the_backend() {
+    let found = offending(
+        &["collector/src"],
+        &[
+            "DiskStore::open(",
+            "DiskStore::check(",
+            "DiskStore::repair(",
+        ],
+        &["collector/src/backend.rs"],
+    );
+    assert!(
+        found.is_empty(),
+        "a store opened outside collector/src/backend.rs:\n{}",
+        found.join("\n")
+    );
+}
