@@ -4,7 +4,7 @@
 //! store has never seen.
 //!
 //! Both read through the store's public interface
-//! ([`EventStore::scan_events`]): the analyses' [`Source`](tally_query::Source)
+//! ([`Export::scan_events`](crate::store::Export::scan_events)): the analyses' [`Source`](tally_query::Source)
 //! never sees names or properties.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

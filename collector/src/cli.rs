@@ -12,7 +12,7 @@ use tally_query::{Format, QueryError};
 use crate::backend;
 use crate::config::Config;
 use crate::error::Error;
-use crate::store::{EventStore, StoreOptions};
+use crate::store::{Admin, StoreOptions};
 
 /// What `tally --help` starts with.
 const ABOUT: &str = "\

@@ -8,8 +8,8 @@ use tally_event::Event;
 use tally_query::{Scan, Source};
 use uuid::Uuid;
 
-use super::EventStore;
 use super::disk::{DiskStore, StoreOptions};
+use super::{Admin, Export, Ingest};
 
 fn ev(i: u128, user: Option<&str>, anon: Option<&str>, name: &str, ts: i64) -> Event {
     Event {

@@ -48,7 +48,7 @@ use super::links::{Link, Links};
 use super::props::{self, PathValues, PropsFile};
 use super::recovery;
 use super::wal::{self, Wal};
-use super::{EventStore, Outcome};
+use super::{Admin, Export, Ingest, Outcome};
 use crate::Error;
 
 mod compact;
@@ -99,7 +99,7 @@ impl Default for StoreOptions {
     }
 }
 
-/// [`EventStore`] on chunk files, a write-ahead log and a sled index.
+/// [`EventStore`](crate::EventStore) on chunk files, a write-ahead log and a sled index.
 pub struct DiskStore {
     /// The sled index. Reopened from disk after a failure: sled keeps an
     /// I/O error and refuses every later write, and its memory may hold
@@ -1384,7 +1384,7 @@ impl DiskStore {
 
     /// Records a failure: writes are refused until a reload, which cuts
     /// log `wal` back to what was synced. Under the `undo` lock, which
-    /// [`EventStore::sync`] holds to record a successful fsync, so a sync
+    /// [`Ingest::sync`] holds to record a successful fsync, so a sync
     /// either counts before the failure (and its bytes are kept) or is not
     /// acknowledged.
     fn fail(&self, wal: u64) {
@@ -2099,7 +2099,7 @@ fn remove(path: &Path) -> Result<(), Error> {
     }
 }
 
-impl EventStore for DiskStore {
+impl Ingest for DiskStore {
     fn append(&self, events: Vec<Event>) -> Result<Vec<Outcome>, Error> {
         self.with_writer(|s, w| s.append_locked(w, events))
     }
@@ -2143,6 +2143,19 @@ impl EventStore for DiskStore {
         self.epoch.load(Ordering::SeqCst)
     }
 
+    fn close(&self) -> Result<(), Error> {
+        if !self.shared.read().open.events.is_empty() {
+            self.with_writer(|s, w| {
+                let chunks = s.shared.read().chunks.clone();
+                s.seal(w, &chunks, Fresh::default(), true)
+            })?;
+        }
+        self.flush_props();
+        Ok(())
+    }
+}
+
+impl Admin for DiskStore {
     fn backup(&self, dest: &Path) -> Result<u64, Error> {
         self.backup_into(dest)
     }
@@ -2226,18 +2239,9 @@ impl EventStore for DiskStore {
             Ok(deleted)
         })
     }
+}
 
-    fn close(&self) -> Result<(), Error> {
-        if !self.shared.read().open.events.is_empty() {
-            self.with_writer(|s, w| {
-                let chunks = s.shared.read().chunks.clone();
-                s.seal(w, &chunks, Fresh::default(), true)
-            })?;
-        }
-        self.flush_props();
-        Ok(())
-    }
-
+impl Export for DiskStore {
     fn scan_events(
         &self,
         from: i64,

@@ -11,7 +11,7 @@ use tally_event::Event;
 use tally_query::{GroupValue, Identity, MemEvent, MemSource, Scan, Source, Where};
 use uuid::Uuid;
 
-use super::EventStore;
+use super::Ingest;
 use super::disk::{DiskStore, StoreOptions};
 
 const USERS: [&str; 4] = ["u0", "u1", "u2", "u3"];

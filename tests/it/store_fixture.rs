@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tally_collector::store::{DiskStore, EventStore, StoreOptions};
+use tally_collector::store::{DiskStore, Export, Ingest, StoreOptions};
 use tally_event::validate_event_json;
 use tally_query::{Identity, Scan, Source, Where};
 

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tally_event::Event;
 
-use super::super::EventStore;
 use super::super::chunk;
+use super::super::{Admin, Ingest};
 use super::{DiskStore, StoreOptions};
 use crate::Error;
 
@@ -325,7 +325,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::Outcome;
+    use crate::{Export, Outcome};
 
     const T: i64 = 1_800_000_000_000;
 
