@@ -4,7 +4,7 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tally_benches::synth::{event, event_json};
-use tally_collector::store::{DiskStore, EventStore, StoreOptions};
+use tally_collector::store::{DiskStore, Ingest, StoreOptions};
 
 const BATCH: u64 = 4096;
 

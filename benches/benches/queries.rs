@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tally_benches::synth::Lifecycle;
-use tally_collector::store::{DiskStore, EventStore, StoreOptions};
+use tally_collector::store::{DiskStore, Ingest, StoreOptions};
 use tally_query::{RawParams, Source, activation, funnel, retention, trend};
 
 fn store() -> DiskStore {

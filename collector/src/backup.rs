@@ -1,6 +1,6 @@
 //! `tally backup` and `POST /v1/admin/backup`: a copy of a data directory
 //! that `tally serve --data DEST` opens — the store (see
-//! [`crate::store::EventStore::backup`]) and the files beside it (keys,
+//! [`crate::store::Admin::backup`]) and the files beside it (keys,
 //! KPI definitions), so the restored collector answers to the same keys.
 
 use std::path::Path;

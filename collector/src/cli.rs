@@ -9,9 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use tally_event::time::{format_rfc3339, parse_date_or_rfc3339};
 use tally_query::{Format, QueryError};
 
+use crate::backend;
 use crate::config::Config;
 use crate::error::Error;
-use crate::store::{DiskStore, EventStore, StoreOptions};
+use crate::store::{Admin, StoreOptions};
 
 /// What `tally --help` starts with.
 const ABOUT: &str = "\
@@ -496,6 +497,12 @@ impl From<crate::remote::RemoteError> for Failure {
     }
 }
 
+impl From<tally_store::Error> for Failure {
+    fn from(e: tally_store::Error) -> Self {
+        Error::from(e).into()
+    }
+}
+
 impl From<QueryError> for Failure {
     fn from(e: QueryError) -> Self {
         Error::Query(e).into()
@@ -717,14 +724,14 @@ fn compact(a: CompactArgs) -> Result<ExitCode, Failure> {
             a.data.display()
         )));
     }
-    let store = DiskStore::open(
-        &dir,
+    let store = backend::open(
+        &a.data,
         &StoreOptions {
             keep_ms,
             ..StoreOptions::default()
         },
     )
-    .map_err(|e| match e {
+    .map_err(|e| match Error::from(e) {
         Error::Locked { path } => Failure::Failed(format!(
             "the data directory {} is in use by another process (is `tally serve` running?); \
              it compacts the store by itself",
@@ -782,13 +789,15 @@ fn delete_person(a: DeletePersonArgs) -> Result<ExitCode, Failure> {
                     data.display()
                 )));
             }
-            let store = DiskStore::open(&dir, &StoreOptions::default()).map_err(|e| match e {
-                Error::Locked { path } => Failure::Failed(format!(
-                    "the data directory {} is in use by another process (is `tally serve` \
+            let store = backend::open(&data, &StoreOptions::default()).map_err(|e| {
+                match Error::from(e) {
+                    Error::Locked { path } => Failure::Failed(format!(
+                        "the data directory {} is in use by another process (is `tally serve` \
                      running?); delete through it with --server URL --key ADMIN_KEY",
-                    path.display()
-                )),
-                other => other.into(),
+                        path.display()
+                    )),
+                    other => other.into(),
+                }
             })?;
             store.delete_person(&a.person)?
         }
@@ -830,13 +839,15 @@ fn backup(a: BackupArgs) -> Result<ExitCode, Failure> {
                     data.display()
                 )));
             }
-            let store = DiskStore::open(&dir, &StoreOptions::default()).map_err(|e| match e {
-                Error::Locked { path } => Failure::Failed(format!(
-                    "the data directory {} is in use by another process (is `tally serve` \
+            let store = backend::open(&data, &StoreOptions::default()).map_err(|e| {
+                match Error::from(e) {
+                    Error::Locked { path } => Failure::Failed(format!(
+                        "the data directory {} is in use by another process (is `tally serve` \
                      running?); back it up through it with --server URL --key ADMIN_KEY",
-                    path.display()
-                )),
-                other => other.into(),
+                        path.display()
+                    )),
+                    other => other.into(),
+                }
             })?;
             crate::backup::backup(&store, &data, &a.dest).map_err(|e| match e {
                 Error::Config(m) => Failure::Usage(m),
@@ -867,11 +878,11 @@ fn check(a: CheckArgs) -> Result<ExitCode, Failure> {
         )));
     }
     let repaired = if a.repair {
-        DiskStore::repair(&dir)?
+        backend::repair(&a.data)?
     } else {
         Vec::new()
     };
-    let report = DiskStore::check(&dir)?;
+    let report = backend::check(&a.data)?;
     if json {
         println!(
             "{}",
@@ -1021,7 +1032,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
 }
 
 /// Opens an existing data directory, refusing to create one by accident.
-fn open_existing(data: &Path, skip_damaged: bool) -> Result<DiskStore, Error> {
+fn open_existing(data: &Path, skip_damaged: bool) -> Result<backend::Backend, Error> {
     let dir = Config::store_dir(data);
     if !dir.exists() {
         return Err(Error::Config(format!(
@@ -1030,14 +1041,14 @@ fn open_existing(data: &Path, skip_damaged: bool) -> Result<DiskStore, Error> {
             data.display()
         )));
     }
-    DiskStore::open(
-        &dir,
+    Ok(backend::open(
+        data,
         &StoreOptions {
             skip_damaged,
             read_only: true,
             ..StoreOptions::default()
         },
-    )
+    )?)
 }
 
 fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
@@ -1052,19 +1063,17 @@ fn import(a: ImportArgs) -> Result<ExitCode, Failure> {
     }
     let store = match &a.server {
         Some(_) => None,
-        None => Some(
-            DiskStore::open(&Config::store_dir(&a.data), &StoreOptions::default()).map_err(
-                |e| match e {
-                    Error::Locked { path } => Failure::Failed(format!(
-                        "the data directory {} is in use by another process (is `tally serve` \
+        None => Some(backend::open(&a.data, &StoreOptions::default()).map_err(
+            |e| match Error::from(e) {
+                Error::Locked { path } => Failure::Failed(format!(
+                    "the data directory {} is in use by another process (is `tally serve` \
                          running?); send the file to it with `tally import FILE --server URL \
                          --key WRITE_KEY` instead",
-                        path.display()
-                    )),
-                    other => other.into(),
-                },
-            )?,
-        ),
+                    path.display()
+                )),
+                other => other.into(),
+            },
+        )?),
     };
     let key = match &a.server {
         Some(_) => Some(a.key.clone().ok_or_else(|| {

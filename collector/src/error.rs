@@ -13,9 +13,10 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// sled reported an error.
+    /// The store's index reported an error (opaque: the index's library
+    /// stays inside `tally-store`).
     #[error("store: {0}")]
-    Sled(#[from] sled::Error),
+    Index(#[from] tally_store::IndexError),
     /// Stored bytes do not decode.
     #[error("store is corrupt: {0}")]
     Corrupt(String),
@@ -53,6 +54,26 @@ pub enum Error {
     /// The store is shutting down or its writer has stopped.
     #[error("the store is not accepting writes: {0}")]
     Unavailable(String),
+}
+
+impl From<tally_store::Error> for Error {
+    /// The store's errors, variant for variant, so a caller matches
+    /// `Locked` or `Damaged` the same whichever layer raised it.
+    fn from(e: tally_store::Error) -> Self {
+        use tally_store::Error as S;
+        match e {
+            S::Io { context, source } => Error::Io { context, source },
+            S::Index(e) => Error::Index(e),
+            S::Corrupt(m) => Error::Corrupt(m),
+            S::Damaged(m) => Error::Damaged(m),
+            S::UnsupportedFormat { found, supported } => {
+                Error::UnsupportedFormat { found, supported }
+            }
+            S::Locked { path } => Error::Locked { path },
+            S::Config(m) => Error::Config(m),
+            S::Unavailable(m) => Error::Unavailable(m),
+        }
+    }
 }
 
 impl Error {

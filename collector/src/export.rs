@@ -4,15 +4,10 @@
 use std::io::Write;
 
 use crate::error::Error;
-use crate::store::{DiskStore, EventStore};
+use crate::store::{DiskStore, Export};
 
 /// Writes events with `from <= timestamp < to`; returns how many.
-pub fn export(
-    store: &dyn EventStore,
-    from: i64,
-    to: i64,
-    out: &mut dyn Write,
-) -> Result<u64, Error> {
+pub fn export(store: &dyn Export, from: i64, to: i64, out: &mut dyn Write) -> Result<u64, Error> {
     let mut n = 0;
     store.scan_events(from, to, &mut |e| {
         // The store filters already; checked again so that `--from/--to`
@@ -21,7 +16,8 @@ pub fn export(
             return Ok(());
         }
         n += 1;
-        writeln!(out, "{}", e.to_json_line()).map_err(|e| Error::io("writing the export", e))
+        writeln!(out, "{}", e.to_json_line())
+            .map_err(|e| crate::store::Error::io("writing the export", e))
     })?;
     out.flush()
         .map_err(|e| Error::io("writing the export", e))?;
@@ -43,7 +39,8 @@ pub fn export_intact(
         to,
         &mut |e| {
             n += 1;
-            writeln!(out, "{}", e.to_json_line()).map_err(|e| Error::io("writing the export", e))
+            writeln!(out, "{}", e.to_json_line())
+                .map_err(|e| crate::store::Error::io("writing the export", e))
         },
         skipped,
     )?;
@@ -55,33 +52,15 @@ pub fn export_intact(
 #[cfg(test)]
 mod tests {
     use tally_event::Event;
-    use tally_query::{NameId, QueryError, Rows, Scan, Source};
 
     use super::*;
-    use crate::store::Outcome;
+    use crate::store::Error;
 
-    /// A backend that hands `scan_events` every event, whatever the range.
+    /// A backend that hands `scan_events` every event, whatever the range:
+    /// it fakes only the export seam.
     struct Unfiltered(Vec<Event>);
 
-    impl Source for Unfiltered {
-        fn name_id(&self, _: &str) -> Option<NameId> {
-            None
-        }
-        fn person_count(&self) -> usize {
-            0
-        }
-        fn scan(&self, _: &Scan<'_>) -> Result<Vec<Rows>, QueryError> {
-            Ok(Vec::new())
-        }
-    }
-
-    impl EventStore for Unfiltered {
-        fn append(&self, _: Vec<Event>) -> Result<Vec<Outcome>, Error> {
-            unreachable!("export only reads")
-        }
-        fn sync(&self) -> Result<(), Error> {
-            Ok(())
-        }
+    impl Export for Unfiltered {
         fn scan_events(
             &self,
             _: i64,

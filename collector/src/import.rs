@@ -75,7 +75,8 @@ pub fn import(
         }
         store.sync()?;
         // Leaves the store compact, with nothing in the write-ahead log.
-        store.close()
+        store.close()?;
+        Ok::<(), Error>(())
     })?;
     Ok(summary)
 }

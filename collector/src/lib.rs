@@ -3,6 +3,7 @@
 //! ARCHITECTURE.md at the repository root for the bird's-eye view.
 
 pub mod analysis;
+pub mod backend;
 pub mod backup;
 pub mod catalog;
 pub mod cli;
@@ -14,6 +15,8 @@ pub mod import;
 pub mod keys;
 pub mod remote;
 pub mod review;
-pub mod store;
 
 pub use error::Error;
+/// The event store, its own crate (`tally-store`); re-exported so
+/// `tally_collector::store::…` paths keep working.
+pub use tally_store as store;

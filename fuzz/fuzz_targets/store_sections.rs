@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tally_collector::store::codec::{self, ChunkHeader, ColumnBlock, IdSpans};
+use tally_store::codec::{self, ChunkHeader, ColumnBlock, IdSpans};
 
 fuzz_target!(|data: &[u8]| {
     let _ = ChunkHeader::decode(data);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tally_collector::store::codec;
+use tally_store::codec;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((_, valid)) = codec::decode_wal(data) {

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::json;
 use tally_collector::config::Config;
-use tally_collector::store::{EventStore, Outcome};
-use tally_collector::{Error, http};
+use tally_collector::http;
+use tally_collector::store::{Admin, Error, EventStore, Export, Ingest, Outcome};
+
 use tally_event::Event;
 use tally_query::{MemSource, NameId, QueryError, Rows, Scan, Source};
 
@@ -36,7 +37,7 @@ impl Source for FullDisk {
     }
 }
 
-impl EventStore for FullDisk {
+impl Ingest for FullDisk {
     fn append(&self, events: Vec<Event>) -> Result<Vec<Outcome>, Error> {
         if self.panics.load(Ordering::SeqCst) {
             panic!("a bug in the store");
@@ -52,6 +53,12 @@ impl EventStore for FullDisk {
     fn sync(&self) -> Result<(), Error> {
         Ok(())
     }
+}
+
+/// Backup and deletion are not faked: the defaults refuse.
+impl Admin for FullDisk {}
+
+impl Export for FullDisk {
     fn scan_events(
         &self,
         _: i64,

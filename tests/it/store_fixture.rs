@@ -5,7 +5,7 @@
 //! store answers filters and identity links before and after its first
 //! writer upgrades it in place; a format 1 store (tests/fixtures/store-v1)
 //! is upgraded in place too, its old files kept beside it. If this fails after a change to
-//! `collector/src/store/codec.rs`, the change broke existing stores: bump
+//! `store/src/codec.rs`, the change broke existing stores: bump
 //! FORMAT_VERSION and add a migration instead.
 //!
 //! Regenerate (only for a deliberate new format, as a new fixture
@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tally_collector::store::{DiskStore, EventStore, StoreOptions};
+use tally_collector::store::{DiskStore, Export, Ingest, StoreOptions};
 use tally_event::validate_event_json;
 use tally_query::{Identity, Scan, Source, Where};
 
@@ -209,7 +209,7 @@ fn version_2_store_is_upgraded_in_place_by_its_first_writer() {
                 ..StoreOptions::default()
             },
         ) {
-            Err(tally_collector::Error::Locked { .. }) => {
+            Err(tally_collector::store::Error::Locked { .. }) => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             other => break other.unwrap(),

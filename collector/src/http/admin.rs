@@ -64,7 +64,7 @@ pub async fn delete_person(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| match e {
-            Error::Unavailable(m) => ApiError::Unavailable(m),
+            crate::store::Error::Unavailable(m) => ApiError::Unavailable(m),
             other => ApiError::Internal(format!("the deletion failed: {other}")),
         })?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deleted": deleted })))

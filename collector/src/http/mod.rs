@@ -104,14 +104,14 @@ impl Running {
     }
 }
 
-/// Opens the sled store in the data directory, resolves keys and binds the
+/// Opens the store in the data directory (the backend `backend.rs` chooses), resolves keys and binds the
 /// listener.
 pub fn start(config: Config) -> Result<Running, Error> {
     config.validate()?;
     std::fs::create_dir_all(&config.data)
         .map_err(|e| Error::io(format!("creating {}", config.data.display()), e))?;
-    let store = Arc::new(DiskStore::open(
-        &Config::store_dir(&config.data),
+    let store = Arc::new(crate::backend::open(
+        &config.data,
         &StoreOptions {
             cache_capacity: config.cache_mb * 1024 * 1024,
             chunk_events: config.chunk_events,

@@ -194,7 +194,7 @@ pub async fn export(
                     let chunk = web::Bytes::from(std::mem::take(&mut buf));
                     // The client went away: stop scanning.
                     tx.blocking_send(Ok(chunk)).map_err(|_| {
-                        crate::error::Error::io(
+                        crate::store::Error::io(
                             "sending the export",
                             std::io::Error::from(std::io::ErrorKind::BrokenPipe),
                         )

@@ -28,7 +28,7 @@ use tally_query::filter::{GroupValue, Prop, Where};
 use super::codec::{
     self, LinkRecord, NameProps, PathColumn, PropValue, PropsNameIndex, PropsTrailer, Section,
 };
-use crate::error::Error;
+use crate::Error;
 
 /// Most property paths with a column per event name and chunk. Events with
 /// more distinct paths than this are rare in product analytics (PostHog

@@ -274,7 +274,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::store::{DiskStore, EventStore, StoreOptions};
+    use crate::{DiskStore, Export, Ingest, StoreOptions};
 
     fn event(n: u64) -> Event {
         Event {

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tally_event::Event;
 
-use super::super::EventStore;
 use super::super::chunk;
+use super::super::{Admin, Ingest};
 use super::{DiskStore, StoreOptions};
-use crate::error::Error;
+use crate::Error;
 
 /// Written (and fsync'd) into a new store once it holds everything: the
 /// swap's commit point.
@@ -325,7 +325,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::store::Outcome;
+    use crate::{Export, Outcome};
 
     const T: i64 = 1_800_000_000_000;
 

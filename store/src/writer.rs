@@ -17,7 +17,7 @@ use tally_event::Event;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{EventStore, Outcome};
-use crate::error::Error;
+use crate::Error;
 
 /// Most events taken into one commit.
 const MAX_COMMIT_EVENTS: usize = 50_000;

@@ -17,7 +17,7 @@ use tally_event::Event;
 use super::chunk;
 use super::codec::{self, Deletion};
 use super::hooks;
-use crate::error::Error;
+use crate::Error;
 
 /// The deletions file of a store directory.
 pub fn path(dir: &Path) -> PathBuf {

@@ -8,8 +8,8 @@ use tally_event::Event;
 use tally_query::{Scan, Source};
 use uuid::Uuid;
 
-use super::EventStore;
 use super::disk::{DiskStore, StoreOptions};
+use super::{Admin, Export, Ingest};
 
 fn ev(i: u128, user: Option<&str>, anon: Option<&str>, name: &str, ts: i64) -> Event {
     Event {
@@ -30,7 +30,7 @@ fn open(dir: &Path, options: &StoreOptions) -> DiskStore {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match DiskStore::open(dir, options) {
-            Err(crate::error::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+            Err(crate::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             other => return other.unwrap(),

@@ -28,7 +28,7 @@ use bincode::{Decode, Encode};
 use tally_event::{Event, Stage};
 use uuid::Uuid;
 
-use crate::error::Error;
+use crate::Error;
 
 /// Version of everything below. Bump it, and add a migration or a clear
 /// refusal, whenever any encoding changes. Version 1 kept everything in

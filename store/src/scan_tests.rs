@@ -11,7 +11,7 @@ use tally_event::Event;
 use tally_query::{GroupValue, Identity, MemEvent, MemSource, Scan, Source, Where};
 use uuid::Uuid;
 
-use super::EventStore;
+use super::Ingest;
 use super::disk::{DiskStore, StoreOptions};
 
 const USERS: [&str; 4] = ["u0", "u1", "u2", "u3"];
@@ -129,7 +129,7 @@ fn open(dir: &Path, chunk_events: usize, read_only: bool) -> DiskStore {
             ..StoreOptions::default()
         };
         match DiskStore::open(dir, &options) {
-            Err(crate::error::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+            Err(crate::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             other => return other.unwrap(),

@@ -13,7 +13,7 @@ use tally_event::Event;
 
 use super::codec::{self, ChunkHeader, ColumnBlock, EventsSection, NameSection, Section};
 use super::hooks;
-use crate::error::Error;
+use crate::Error;
 
 /// Events per sub-block of the events section: compressed in parallel,
 /// and decoded one at a time by export.

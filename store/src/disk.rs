@@ -43,12 +43,13 @@ use super::codec::{
 };
 use super::deletions::{self, Deletions, RowTest};
 use super::hooks;
+use super::index::{Batch, Index};
 use super::links::{Link, Links};
 use super::props::{self, PathValues, PropsFile};
 use super::recovery;
 use super::wal::{self, Wal};
-use super::{EventStore, Outcome};
-use crate::error::Error;
+use super::{Admin, Export, Ingest, Outcome};
+use crate::Error;
 
 mod compact;
 mod format1;
@@ -99,12 +100,12 @@ impl Default for StoreOptions {
     }
 }
 
-/// [`EventStore`] on chunk files, a write-ahead log and a sled index.
+/// [`EventStore`](crate::EventStore) on chunk files, a write-ahead log and a sled index.
 pub struct DiskStore {
     /// The sled index. Reopened from disk after a failure: sled keeps an
     /// I/O error and refuses every later write, and its memory may hold
     /// what its files do not.
-    db: RwLock<Option<sled::Db>>,
+    db: RwLock<Option<Index>>,
     dir: PathBuf,
     cache_capacity: u64,
     chunk_events: usize,
@@ -415,7 +416,7 @@ impl DiskStore {
         let index_path = reader
             .as_ref()
             .map_or_else(|| dir.join("index"), |r| r.copy.clone());
-        let db = open_index(&index_path, dir, options.cache_capacity, false)?;
+        let db = Index::open(&index_path, dir, options.cache_capacity, false)?;
         let created = match db.get(codec::key(prefix::META, meta::FORMAT))? {
             None => {
                 db.insert(
@@ -916,21 +917,21 @@ impl DiskStore {
     }
 
     /// The index, or an error while it is being reopened after a failure.
-    fn db(&self) -> Result<sled::Db, Error> {
+    fn db(&self) -> Result<Index, Error> {
         self.db
             .read()
             .clone()
             .ok_or_else(|| Error::Unavailable("the index is being reopened".into()))
     }
 
-    fn counter(&self, db: &sled::Db, name: &[u8]) -> Result<u64, Error> {
+    fn counter(&self, db: &Index, name: &[u8]) -> Result<u64, Error> {
         db.get(codec::key(prefix::META, name))?
             .map_or(Ok(0), |v| codec::decode_counter(&v))
     }
 
-    fn load_dictionary(&self, db: &sled::Db, pfx: u8) -> Result<HashMap<String, u32>, Error> {
+    fn load_dictionary(&self, db: &Index, pfx: u8) -> Result<HashMap<String, u32>, Error> {
         let mut map = HashMap::new();
-        for kv in db.scan_prefix([pfx]) {
+        for kv in db.scan_prefix(pfx) {
             let (k, v) = kv?;
             let name = String::from_utf8(k[1..].to_vec())
                 .map_err(|_| Error::corrupt("dictionary key is not UTF-8"))?;
@@ -966,7 +967,7 @@ impl DiskStore {
         }
         let listed = index.chunks.min(plan.chunks);
         let mut chunks = Vec::with_capacity(plan.chunks as usize);
-        for kv in db.scan_prefix([prefix::CHUNK]) {
+        for kv in db.scan_prefix(prefix::CHUNK) {
             let (k, v) = kv?;
             let n = codec::decode_id(&k[1..])?;
             if n >= listed {
@@ -1155,7 +1156,7 @@ impl DiskStore {
                     names: (fresh.names.len() - fresh.open.new_names.len()) as u32,
                 },
             )?;
-            db.apply_batch(batch)?;
+            db.apply(batch)?;
             self.flush_index()?;
             tracing::warn!(
                 chunks = ?plan.adopt,
@@ -1338,7 +1339,7 @@ impl DiskStore {
             let _ = db.flush();
             drop(db);
         }
-        *slot = Some(open_index(
+        *slot = Some(Index::open(
             &self.dir.join("index"),
             &self.dir,
             self.cache_capacity,
@@ -1398,7 +1399,7 @@ impl DiskStore {
 
     /// Records a failure: writes are refused until a reload, which cuts
     /// log `wal` back to what was synced. Under the `undo` lock, which
-    /// [`EventStore::sync`] holds to record a successful fsync, so a sync
+    /// [`Ingest::sync`] holds to record a successful fsync, so a sync
     /// either counts before the failure (and its bytes are kept) or is not
     /// acknowledged.
     fn fail(&self, wal: u64) {
@@ -1656,7 +1657,7 @@ impl DiskStore {
             },
         )?;
         failpoint!(self, IndexApply);
-        db.apply_batch(batch)?;
+        db.apply(batch)?;
         self.flush_index()?;
         let old_wal = shared.wal;
         drop(shared);
@@ -1723,14 +1724,14 @@ impl DiskStore {
     /// new names and the counters.
     fn index_batch(
         &self,
-        db: &sled::Db,
+        db: &Index,
         prefixes: &mut HashMap<[u8; 1 + codec::ID_PREFIX], IdSpans>,
         headers: &[(u32, &ChunkHeader)],
         sorted_ids: &[Vec<[u8; 16]>],
         new_names: &[(String, u32)],
         counters: Counters,
-    ) -> Result<sled::Batch, Error> {
-        let mut batch = sled::Batch::default();
+    ) -> Result<Batch, Error> {
+        let mut batch = Batch::default();
         for ((n, h), ids) in headers.iter().zip(sorted_ids) {
             batch.insert(&codec::chunk_key(*n), h.encode());
             for group in ids.chunk_by(|a, b| a[..codec::ID_PREFIX] == b[..codec::ID_PREFIX]) {
@@ -2110,56 +2111,10 @@ struct Counters {
 }
 
 /// The id index entry under `key` (empty if none).
-fn read_spans(db: &sled::Db, key: &[u8]) -> Result<IdSpans, Error> {
+fn read_spans(db: &Index, key: &[u8]) -> Result<IdSpans, Error> {
     match db.get(key)? {
         Some(v) => IdSpans::decode(&v),
         None => Ok(IdSpans::default()),
-    }
-}
-
-/// Opens the sled index of the store in `dir`. Right after another handle
-/// of this process was dropped, sled's background I/O can hold its file
-/// lock for a moment: that is waited out, another process's lock is not.
-fn open_index(
-    index: &Path,
-    dir: &Path,
-    cache_capacity: u64,
-    wait: bool,
-) -> Result<sled::Db, Error> {
-    let mut waited = 0;
-    loop {
-        let opened = sled::Config::new()
-            .path(index)
-            .cache_capacity(cache_capacity)
-            // Durability comes from our own flush + fsync at each seal.
-            .flush_every_ms(None)
-            .open();
-        match opened {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
-                if !wait || waited >= 40 {
-                    return Err(Error::Locked {
-                        path: dir.parent().unwrap_or(dir).to_path_buf(),
-                    });
-                }
-                waited += 1;
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            // A failing disk (full, read errors) is not damage: say what.
-            Err(sled::Error::Io(io)) => {
-                return Err(Error::io(
-                    format!("opening the index {}", index.display()),
-                    io,
-                ));
-            }
-            Err(other) => {
-                return Err(Error::Damaged(format!(
-                    "the index {} cannot be opened: {other} (run `tally check --repair` to \
-                     rebuild it from the chunk files)",
-                    index.display()
-                )));
-            }
-        }
     }
 }
 
@@ -2184,7 +2139,7 @@ fn remove(path: &Path) -> Result<(), Error> {
     }
 }
 
-impl EventStore for DiskStore {
+impl Ingest for DiskStore {
     fn append(&self, events: Vec<Event>) -> Result<Vec<Outcome>, Error> {
         self.with_writer(|s, w| s.append_locked(w, events))
     }
@@ -2228,6 +2183,19 @@ impl EventStore for DiskStore {
         self.epoch.load(Ordering::SeqCst)
     }
 
+    fn close(&self) -> Result<(), Error> {
+        if !self.shared.read().open.events.is_empty() {
+            self.with_writer(|s, w| {
+                let chunks = s.shared.read().chunks.clone();
+                s.seal(w, &chunks, Fresh::default(), true)
+            })?;
+        }
+        self.flush_props();
+        Ok(())
+    }
+}
+
+impl Admin for DiskStore {
     fn backup(&self, dest: &Path) -> Result<u64, Error> {
         self.backup_into(dest)
     }
@@ -2314,18 +2282,9 @@ impl EventStore for DiskStore {
             Ok(deleted)
         })
     }
+}
 
-    fn close(&self) -> Result<(), Error> {
-        if !self.shared.read().open.events.is_empty() {
-            self.with_writer(|s, w| {
-                let chunks = s.shared.read().chunks.clone();
-                s.seal(w, &chunks, Fresh::default(), true)
-            })?;
-        }
-        self.flush_props();
-        Ok(())
-    }
-
+impl Export for DiskStore {
     fn scan_events(
         &self,
         from: i64,
@@ -3293,7 +3252,7 @@ mod tests {
                     );
                 }
                 Err(e) => assert!(
-                    matches!(e, Error::Damaged(_) | Error::Corrupt(_) | Error::Sled(_)),
+                    matches!(e, Error::Damaged(_) | Error::Corrupt(_) | Error::Index(_)),
                     "byte {at}: {e}"
                 ),
             }

@@ -1,6 +1,6 @@
-//! Where events live. HTTP, import and the analyses talk to the
-//! [`EventStore`] trait; only [`disk`] touches sled and the store's files,
-//! and only [`codec`] knows the bytes on disk. A second backend (ClickHouse is
+//! `tally-store`: where events live. HTTP, import and the analyses talk to
+//! the [`EventStore`] trait; only [`disk`] touches the store's files, only
+//! its `index` module names sled, and only [`codec`] knows the bytes on disk. A second backend (ClickHouse is
 //! planned for scale-out) plugs in by implementing the trait.
 
 pub mod chunk;
@@ -9,6 +9,8 @@ pub mod codec;
 mod delete_tests;
 pub mod deletions;
 pub mod disk;
+mod error;
+mod index;
 pub mod links;
 #[cfg(test)]
 mod powercut;
@@ -56,7 +58,7 @@ mod hooks {
 }
 use tally_query::Source;
 
-use crate::error::Error;
+pub use error::{Error, IndexError};
 
 pub use disk::{DiskStore, StoreOptions};
 pub use writer::{CommitReply, Writer};
@@ -64,7 +66,7 @@ pub use writer::{CommitReply, Writer};
 /// What happened to one appended event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Stored (durable once [`EventStore::sync`] returns).
+    /// Stored (durable once [`Ingest::sync`] returns).
     Accepted,
     /// An event with the same id was stored before; this one was dropped.
     Duplicate,
@@ -81,16 +83,48 @@ pub struct StoreStats {
     pub bytes_on_disk: u64,
 }
 
-/// An append-only, deduplicating event store that analyses can read.
-pub trait EventStore: Source + Send + Sync + 'static {
+/// The ingest seam: append with a per-event outcome, make durable, close.
+pub trait Ingest: Send + Sync + 'static {
     /// Appends validated events in order, deduplicating by id (against the
     /// store and within `events`: the first occurrence wins). The result has
-    /// one outcome per event. Not durable until [`EventStore::sync`].
+    /// one outcome per event. Not durable until [`Ingest::sync`].
     fn append(&self, events: Vec<Event>) -> Result<Vec<Outcome>, Error>;
 
     /// Makes everything appended so far durable on disk (fsync'd).
     fn sync(&self) -> Result<(), Error>;
 
+    /// Changes whenever the store has reloaded its state after a failure:
+    /// a commit appended in an earlier epoch must not be acknowledged, even
+    /// if a later [`Ingest::sync`] succeeds (its bytes may have been
+    /// cut from the log).
+    fn epoch(&self) -> u64 {
+        0
+    }
+
+    /// Puts everything appended into its final, compact form before the
+    /// process exits (a clean shutdown, the end of an import). Appending
+    /// afterwards is allowed. Durability never depends on it.
+    fn close(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// The export seam: every full event of a time range.
+pub trait Export: Send + Sync + 'static {
+    /// Calls `each` for every full event with `from <= timestamp < to`, in
+    /// storage order.
+    fn scan_events(
+        &self,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(Event) -> Result<(), Error>,
+    ) -> Result<(), Error>;
+}
+
+/// The data operations of SPEC §2–3 and the store's gauges. Every method
+/// has a default, so a backend (or a test double) implements only what it
+/// offers.
+pub trait Admin: Send + Sync + 'static {
     /// What `/metrics` shows of the store; may read the disk (call it off
     /// the async workers).
     fn stats(&self) -> StoreStats {
@@ -118,28 +152,10 @@ pub trait EventStore: Source + Send + Sync + 'static {
             "this store cannot delete persons".into(),
         ))
     }
-
-    /// Changes whenever the store has reloaded its state after a failure:
-    /// a commit appended in an earlier epoch must not be acknowledged, even
-    /// if a later [`EventStore::sync`] succeeds (its bytes may have been
-    /// cut from the log).
-    fn epoch(&self) -> u64 {
-        0
-    }
-
-    /// Puts everything appended into its final, compact form before the
-    /// process exits (a clean shutdown, the end of an import). Appending
-    /// afterwards is allowed. Durability never depends on it.
-    fn close(&self) -> Result<(), Error> {
-        Ok(())
-    }
-
-    /// Calls `each` for every full event with `from <= timestamp < to`, in
-    /// storage order.
-    fn scan_events(
-        &self,
-        from: i64,
-        to: i64,
-        each: &mut dyn FnMut(Event) -> Result<(), Error>,
-    ) -> Result<(), Error>;
 }
+
+/// Everything `tally serve` needs of one backend: the seams together, and
+/// the analyses' [`Source`]. Implemented for every type that has them all.
+pub trait EventStore: Ingest + Export + Admin + Source {}
+
+impl<T: Ingest + Export + Admin + Source> EventStore for T {}

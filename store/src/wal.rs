@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tally_event::Event;
 
 use super::codec;
-use crate::error::Error;
+use crate::Error;
 
 /// The log file with number `n` in `dir`.
 pub fn path(dir: &Path, n: u64) -> PathBuf {

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 
 use tally_event::Event;
 
-use super::super::EventStore;
+use super::super::Ingest;
 use super::super::chunk;
 use super::super::codec::format1;
+use super::super::index::Index;
 use super::{DiskStore, StoreOptions};
-use crate::error::Error;
+use crate::Error;
 
 /// Written into the new store once it holds every event.
 const COMPLETE: &str = "UPGRADED";
@@ -66,12 +67,7 @@ pub(super) fn upgrade(dir: &Path, options: &StoreOptions) -> Result<u64, Error> 
         std::fs::remove_dir_all(&new_dir)
             .map_err(|e| Error::io(format!("removing {}", new_dir.display()), e))?;
     }
-    let old = sled::Config::new().path(dir).open().map_err(|e| {
-        Error::Damaged(format!(
-            "{}: the format 1 store cannot be opened: {e}",
-            dir.display()
-        ))
-    })?;
+    let old = Index::open_format1(dir)?;
     match old.get(format1::FORMAT_KEY) {
         Ok(Some(v)) if v.as_ref() == [1] => {}
         other => {
@@ -92,7 +88,7 @@ pub(super) fn upgrade(dir: &Path, options: &StoreOptions) -> Result<u64, Error> 
             },
         )?;
         let mut batch: Vec<Event> = Vec::with_capacity(8192);
-        for kv in old.scan_prefix([format1::RAW]) {
+        for kv in old.scan_prefix(format1::RAW) {
             let (_, v) = kv.map_err(|e| Error::Damaged(format!("{}: {e}", dir.display())))?;
             for e in format1::decode_raw_block(&v)
                 .map_err(|e| Error::Damaged(format!("{}: {e}", dir.display())))?
