@@ -12,7 +12,7 @@
 //! [`Source::scan`](tally_query::Source::scan) (the columns the analyses read,
 //! no event decoded) and turns name ids into names with a [`NameBook`] that
 //! a running collector keeps; a name id the book has not seen yet sends it
-//! to [`Export::scan_events`] over the one millisecond of one of its
+//! to [`Export::scan_events`](crate::store::Export::scan_events) over the one millisecond of one of its
 //! rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
