@@ -717,28 +717,14 @@ fn compact(a: CompactArgs) -> Result<ExitCode, Failure> {
     }
     .keep_ms()
     .map_err(|e| Failure::Usage(e.to_string()))?;
-    let dir = Config::store_dir(&a.data);
-    if !dir.exists() {
-        return Err(Failure::Failed(format!(
-            "no Tally data in {}",
-            a.data.display()
-        )));
-    }
-    let store = backend::open(
+    let store = open_to_write(
         &a.data,
         &StoreOptions {
             keep_ms,
             ..StoreOptions::default()
         },
-    )
-    .map_err(|e| match Error::from(e) {
-        Error::Locked { path } => Failure::Failed(format!(
-            "the data directory {} is in use by another process (is `tally serve` running?); \
-             it compacts the store by itself",
-            path.display()
-        )),
-        other => other.into(),
-    })?;
+        "it compacts the store by itself",
+    )?;
     let done = store.compact()?;
     if json {
         println!(
@@ -782,24 +768,12 @@ fn delete_person(a: DeletePersonArgs) -> Result<ExitCode, Failure> {
                 .data
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("./tally-data"));
-            let dir = Config::store_dir(&data);
-            if !dir.exists() {
-                return Err(Failure::Failed(format!(
-                    "no Tally data in {}",
-                    data.display()
-                )));
-            }
-            let store = backend::open(&data, &StoreOptions::default()).map_err(|e| {
-                match Error::from(e) {
-                    Error::Locked { path } => Failure::Failed(format!(
-                        "the data directory {} is in use by another process (is `tally serve` \
-                     running?); delete through it with --server URL --key ADMIN_KEY",
-                        path.display()
-                    )),
-                    other => other.into(),
-                }
-            })?;
-            store.delete_person(&a.person)?
+            open_to_write(
+                &data,
+                &StoreOptions::default(),
+                "delete through it with --server URL --key ADMIN_KEY",
+            )?
+            .delete_person(&a.person)?
         }
     };
     if json {
@@ -832,23 +806,11 @@ fn backup(a: BackupArgs) -> Result<ExitCode, Failure> {
                 .data
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("./tally-data"));
-            let dir = Config::store_dir(&data);
-            if !dir.exists() {
-                return Err(Failure::Failed(format!(
-                    "no Tally data in {}",
-                    data.display()
-                )));
-            }
-            let store = backend::open(&data, &StoreOptions::default()).map_err(|e| {
-                match Error::from(e) {
-                    Error::Locked { path } => Failure::Failed(format!(
-                        "the data directory {} is in use by another process (is `tally serve` \
-                     running?); back it up through it with --server URL --key ADMIN_KEY",
-                        path.display()
-                    )),
-                    other => other.into(),
-                }
-            })?;
+            let store = open_to_write(
+                &data,
+                &StoreOptions::default(),
+                "back it up through it with --server URL --key ADMIN_KEY",
+            )?;
             crate::backup::backup(&store, &data, &a.dest).map_err(|e| match e {
                 Error::Config(m) => Failure::Usage(m),
                 other => other.into(),
@@ -866,6 +828,30 @@ fn backup(a: BackupArgs) -> Result<ExitCode, Failure> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the store of data directory `data` for a command that changes it
+/// offline (the readers' counterpart is `open_existing`); one that does not exist is a failure (not created), and one a
+/// collector holds is refused with `instead`: what to do through it.
+fn open_to_write(
+    data: &Path,
+    options: &StoreOptions,
+    instead: &str,
+) -> Result<backend::Backend, Failure> {
+    if !Config::store_dir(data).exists() {
+        return Err(Failure::Failed(format!(
+            "no Tally data in {}",
+            data.display()
+        )));
+    }
+    backend::open(data, options).map_err(|e| match Error::from(e) {
+        Error::Locked { path } => Failure::Failed(format!(
+            "the data directory {} is in use by another process (is `tally serve` running?); \
+             {instead}",
+            path.display()
+        )),
+        other => other.into(),
+    })
 }
 
 fn check(a: CheckArgs) -> Result<ExitCode, Failure> {

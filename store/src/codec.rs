@@ -579,29 +579,15 @@ pub fn decode_deletions(bytes: &[u8]) -> Result<(Vec<Deletion>, usize), Error> {
 /// Format 1 (events in sled values), read only to upgrade such a store:
 /// its key prefix of raw blocks and their encoding.
 pub mod format1 {
-    use bincode::Decode;
-    use tally_event::{Event, Stage};
-    use uuid::Uuid;
+    use tally_event::Event;
 
-    use super::decode_config;
+    use super::{LoggedEvent, decode_config};
     use crate::error::Error;
 
     /// Key prefix of raw blocks (`r` + sequence number): every event once.
     pub const RAW: u8 = b'r';
     /// Key of the format marker.
     pub const FORMAT_KEY: &[u8] = b"mformat";
-
-    #[derive(Decode)]
-    struct RawEvent {
-        id: [u8; 16],
-        event: String,
-        user_id: Option<String>,
-        anonymous_id: Option<String>,
-        timestamp: i64,
-        stage: u8,
-        revenue: Option<f64>,
-        properties: Option<String>,
-    }
 
     /// A raw block: `[1][1 = zstd][zstd(bincode(events))]`.
     pub fn decode_raw_block(bytes: &[u8]) -> Result<Vec<Event>, Error> {
@@ -612,21 +598,11 @@ pub mod format1 {
         }
         let plain = zstd::stream::decode_all(&bytes[2..])
             .map_err(|e| Error::corrupt(format!("format 1 raw block: {e}")))?;
-        let (raw, _): (Vec<RawEvent>, usize) = bincode::decode_from_slice(&plain, decode_config())
-            .map_err(|e| Error::corrupt(format!("format 1 raw block: {e}")))?;
-        Ok(raw
-            .into_iter()
-            .map(|r| Event {
-                id: Uuid::from_bytes(r.id),
-                event: r.event,
-                user_id: r.user_id,
-                anonymous_id: r.anonymous_id,
-                timestamp: r.timestamp,
-                stage: Stage::from_code(r.stage),
-                revenue: r.revenue,
-                properties: r.properties,
-            })
-            .collect())
+        // Format 1's raw event has the log record's fields, in its order.
+        let (raw, _): (Vec<LoggedEvent>, usize) =
+            bincode::decode_from_slice(&plain, decode_config())
+                .map_err(|e| Error::corrupt(format!("format 1 raw block: {e}")))?;
+        Ok(raw.into_iter().map(Event::from).collect())
     }
 }
 
@@ -858,6 +834,21 @@ struct LoggedEvent {
     properties: Option<String>,
 }
 
+impl From<LoggedEvent> for Event {
+    fn from(r: LoggedEvent) -> Self {
+        Event {
+            id: Uuid::from_bytes(r.id),
+            event: r.event,
+            user_id: r.user_id,
+            anonymous_id: r.anonymous_id,
+            timestamp: r.timestamp,
+            stage: Stage::from_code(r.stage),
+            revenue: r.revenue,
+            properties: r.properties,
+        }
+    }
+}
+
 /// Bytes before a log record's payload: length (u32 LE), crc32 of the
 /// payload (u32 LE).
 pub const WAL_RECORD_HEADER: usize = 8;
@@ -933,16 +924,7 @@ pub fn decode_wal(bytes: &[u8]) -> Result<(Vec<Event>, usize), Error> {
         let (logged, _): (Vec<LoggedEvent>, usize) =
             bincode::decode_from_slice(&payload[1..], decode_config())
                 .map_err(|e| Error::corrupt(format!("write-ahead log record at byte {at}: {e}")))?;
-        events.extend(logged.into_iter().map(|r| Event {
-            id: Uuid::from_bytes(r.id),
-            event: r.event,
-            user_id: r.user_id,
-            anonymous_id: r.anonymous_id,
-            timestamp: r.timestamp,
-            stage: Stage::from_code(r.stage),
-            revenue: r.revenue,
-            properties: r.properties,
-        }));
+        events.extend(logged.into_iter().map(Event::from));
         at = start + len;
     }
     Ok((events, at))

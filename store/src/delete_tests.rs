@@ -2,12 +2,11 @@
 //! the events stored before it (sealed or still in the log), applied to
 //! analyses, export and backup, kept across restarts; and `--keep`.
 
-use std::path::Path;
-
 use tally_event::Event;
 use tally_query::{Scan, Source};
 use uuid::Uuid;
 
+use super::disk::tests::open;
 use super::disk::{DiskStore, StoreOptions};
 use super::{Admin, Export, Ingest};
 
@@ -25,18 +24,6 @@ fn ev(i: u128, user: Option<&str>, anon: Option<&str>, name: &str, ts: i64) -> E
 }
 
 const T: i64 = 1_800_000_000_000;
-
-fn open(dir: &Path, options: &StoreOptions) -> DiskStore {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match DiskStore::open(dir, options) {
-            Err(crate::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other.unwrap(),
-        }
-    }
-}
 
 fn exported(store: &DiskStore) -> Vec<u128> {
     let mut ids = Vec::new();

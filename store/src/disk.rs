@@ -2574,7 +2574,7 @@ impl DiskStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const CHUNK: usize = 100;
@@ -2589,7 +2589,7 @@ mod tests {
     /// Opens the store, waiting out sled's lock: after a `DiskStore` is
     /// dropped, sled's background I/O can hold the database file (and its
     /// lock) a moment longer. Processes never reopen in place; tests do.
-    fn open(dir: &Path, options: &StoreOptions) -> DiskStore {
+    pub(crate) fn open(dir: &Path, options: &StoreOptions) -> DiskStore {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             match DiskStore::open(dir, options) {

@@ -121,20 +121,14 @@ fn rows(src: &dyn Source, key: &dyn Fn(u32) -> String, scan: &Scan<'_>) -> Vec<R
 }
 
 fn open(dir: &Path, chunk_events: usize, read_only: bool) -> DiskStore {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let options = StoreOptions {
+    super::disk::tests::open(
+        dir,
+        &StoreOptions {
             chunk_events,
             read_only,
             ..StoreOptions::default()
-        };
-        match DiskStore::open(dir, &options) {
-            Err(crate::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other.unwrap(),
-        }
-    }
+        },
+    )
 }
 
 proptest! {

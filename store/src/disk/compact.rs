@@ -40,13 +40,15 @@ pub struct Compacted {
     pub removed: u64,
 }
 
-fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+/// `dir` with `suffix` added to its name (`store` → `store.compact`).
+pub(super) fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(suffix);
     dir.with_file_name(name)
 }
 
-fn sync_parent(dir: &Path) -> Result<(), Error> {
+/// fsyncs the directory holding `dir` (after renaming `dir`).
+pub(super) fn sync_parent(dir: &Path) -> Result<(), Error> {
     match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(p) => chunk::sync_dir(p),
         None => chunk::sync_dir(Path::new(".")),
@@ -358,19 +360,13 @@ mod tests {
     }
 
     fn open(dir: &Path, chunk_events: usize) -> DiskStore {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let options = StoreOptions {
+        super::super::tests::open(
+            dir,
+            &StoreOptions {
                 chunk_events,
                 ..StoreOptions::default()
-            };
-            match DiskStore::open(dir, &options) {
-                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => return other.unwrap(),
-            }
-        }
+            },
+        )
     }
 
     fn exported(store: &DiskStore) -> Vec<Event> {

@@ -15,17 +15,12 @@ use super::super::Ingest;
 use super::super::chunk;
 use super::super::codec::format1;
 use super::super::index::Index;
+use super::compact::{sibling, sync_parent};
 use super::{DiskStore, StoreOptions};
 use crate::Error;
 
 /// Written into the new store once it holds every event.
 const COMPLETE: &str = "UPGRADED";
-
-fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let mut name = dir.file_name().unwrap_or_default().to_os_string();
-    name.push(suffix);
-    dir.with_file_name(name)
-}
 
 /// Whether `dir` holds a format 1 store.
 pub(super) fn is_format1(dir: &Path) -> bool {
@@ -51,13 +46,6 @@ pub(super) fn finish(dir: &Path) -> Result<(), Error> {
             .map_err(|e| Error::io(format!("removing {}", marker.display()), e))?;
     }
     Ok(())
-}
-
-fn sync_parent(dir: &Path) -> Result<(), Error> {
-    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(p) => chunk::sync_dir(p),
-        None => chunk::sync_dir(Path::new(".")),
-    }
 }
 
 /// Upgrades the format 1 store in `dir`; returns the events carried over.
